@@ -1,0 +1,75 @@
+"""A trial as a complete, re-trainable spec: architecture, recipe, measured metrics and provenance."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import platform
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from space.io import dumps, loads, write_atomic
+from space.spec import NetSpec, SpecError
+
+__all__ = ["trial_spec", "export_best", "versions"]
+
+
+def versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for pkg in ("cnnsearch", "torch", "torchvision", "optuna"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            out[pkg] = "unknown"
+    return out
+
+
+def trial_spec(study: Any, trial: Any, storage_url: str | None = None) -> NetSpec:
+    """The spec a trial trained, with its validation metrics and provenance in ``info``."""
+    from search.storage import mask_url
+
+    text = trial.user_attrs.get("spec")
+    if not text:
+        raise SpecError(f"trial {trial.number} of study {study.study_name!r} has no recorded spec")
+    spec = loads(text, f"trial {trial.number}")
+    attrs = trial.user_attrs
+    metrics: dict[str, Any] = {
+        "val_acc": trial.value,
+        "best_val_acc": attrs.get("best_val_acc"),
+        "val_acc_curve": attrs.get("val_acc_curve"),
+        "params": attrs.get("params"),
+        "macs": attrs.get("macs"),
+        "rf": attrs.get("rf"),
+        "train_seconds": attrs.get("train_seconds"),
+        "images_per_second": attrs.get("images_per_second"),
+        "device": attrs.get("device"),
+    }
+    settings = dict(study.user_attrs)
+    provenance = {
+        "study": study.study_name,
+        "trial": trial.number,
+        "storage": mask_url(storage_url) if storage_url else None,
+        "exported": _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat(),
+        "versions": versions(),
+    }
+    if "zoo" in attrs:
+        provenance["zoo"] = attrs["zoo"]
+    name = f"{study.study_name}-t{trial.number}"
+    info = dict(spec.info) | {
+        "metrics": {k: v for k, v in metrics.items() if v is not None},
+        "search": {k: settings[k] for k in ("budget", "epochs", "train_limit", "val") if k in settings},
+        "provenance": {k: v for k, v in provenance.items() if v is not None},
+    }
+    return NetSpec(layers=spec.layers, input=spec.input, classes=spec.classes, name=name,
+                   recipe=spec.recipe, info=info)
+
+
+def export_best(study: Any, trial: Any, out: str | Path, storage_url: str | None = None) -> NetSpec:
+    spec = trial_spec(study, trial, storage_url)
+    out = Path(out)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(out, dumps(spec))
+    except OSError as e:
+        raise SpecError(f"cannot write: {e.strerror or e}").in_file(str(out)) from None
+    return spec

@@ -1,0 +1,450 @@
+"""``python -m search.run --budget 20000``: Optuna searches architectures and recipes under a parameter budget.
+
+Each trial samples a network that fits the budget and a recipe to train it,
+trains it on the train split, and reports validation accuracy every epoch; the
+pruner stops poor trials.  Rerunning the same command resumes the study.  At the
+end the best trial is exported as a spec that ``python -m trainer.train`` re-trains.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+__all__ = ["main", "build_parser"]
+
+PRUNERS = ("median", "hyperband", "none")
+SAMPLERS = ("tpe", "random")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2
+        print(f"error: {message}", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def _positive_int(s: str) -> int:
+    try:
+        v = int(s.replace("_", "").replace(",", ""))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {s!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {s!r}")
+    return v
+
+
+def _positive_float(s: str) -> float:
+    try:
+        v = float(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {s!r}") from None
+    if not v > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {s!r}")
+    return v
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="python -m search.run", description=__doc__.splitlines()[0].split(": ", 1)[1])
+    p.add_argument("--budget", type=_positive_int, required=True, help="hard cap on the number of parameters")
+    p.add_argument("--space", metavar="FILE", help="YAML overriding entries of the default search space")
+    p.add_argument("--trials", type=_positive_int, default=40, help="finished trials the study should reach (40)")
+    p.add_argument("--timeout", type=_positive_float, metavar="S", help="stop starting trials after S seconds")
+    p.add_argument("--jobs", type=_positive_int, default=1, help="worker processes on this host (1)")
+    p.add_argument("--storage", metavar="URL",
+                   help="journal file path (default runs/cnnsearch.log) or postgresql://USER@HOST/DB")
+    p.add_argument("--study-name", help="default: budget-<BUDGET>")
+    p.add_argument("--sampler", choices=SAMPLERS, default="tpe")
+    p.add_argument("--pruner", choices=PRUNERS, default="median")
+    p.add_argument("--seed", type=int, default=0, help="sampler seed and training seed (0)")
+    p.add_argument("--epochs", type=_positive_int, default=15, help="epochs per trial (15)")
+    p.add_argument("--train-limit", type=_positive_int, metavar="N", help="train on the first N train-split images")
+    p.add_argument("--val", type=_positive_int, default=5000, help="validation images carved from train (5000)")
+    p.add_argument("--device", help="cuda or cpu (default: cuda when available)")
+    p.add_argument("--data-dir", metavar="DIR", help="MNIST folder (also $CNNSEARCH_DATA; default: the project's data/)")
+    p.add_argument("--enqueue-zoo", action="store_true", help="start with the zoo networks that fit the budget")
+    p.add_argument("--out", metavar="FILE", help="exported best spec (default runs/<study>/best.yaml)")
+    p.add_argument("--quiet", action="store_true", help="no per-trial lines")
+    p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)   # a child of --jobs N
+    p.add_argument("--deadline", type=float, help=argparse.SUPPRESS)         # absolute time, from the parent
+    return p
+
+
+# ---------------------------------------------------------------- study bookkeeping
+
+_UNCOUNTED = ("surplus", "stale", "interrupted")
+
+
+def _counts(t: Any) -> bool:
+    """Whether a trial counts towards --trials: anything but a worker's crash, a kill or a surplus start."""
+    from optuna.trial import TrialState
+
+    if t.state != TrialState.FAIL:
+        return True
+    reason = str(t.user_attrs.get("fail_reason", ""))
+    return bool(reason) and not reason.startswith(_UNCOUNTED)
+
+
+def _finished(t: Any) -> bool:
+    return t.state.is_finished()
+
+
+def _fail_dead_local(study: Any) -> int:
+    """Journal storage has no heartbeats: fail RUNNING trials whose worker process on this host is gone,
+    and queue their parameters again.  Returns how many were found."""
+    import optuna
+    from optuna.trial import TrialState
+
+    from search.objective import WORKER
+
+    host = WORKER.rsplit(":", 1)[0]
+    n = 0
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        worker = str(t.user_attrs.get("worker", ""))
+        if not worker.startswith(host + ":"):
+            continue
+        pid = int(worker.rsplit(":", 1)[1])
+        if _alive(pid):
+            continue
+        storage = study._storage
+        try:
+            storage.set_trial_user_attr(t._trial_id, "fail_reason", "stale: its worker died")
+            if not storage.set_trial_state_values(t._trial_id, TrialState.FAIL):
+                continue
+        except (optuna.exceptions.UpdateFinishedTrialError, RuntimeError):
+            continue
+        study.enqueue_trial(t.params, user_attrs=_requeue_attrs(t), skip_if_exists=False)
+        n += 1
+    return n
+
+
+def _requeue_attrs(t: Any) -> dict[str, Any]:
+    keep = {k: v for k, v in t.user_attrs.items() if k in ("zoo", "spec")}
+    return keep | {"retry_of": t.user_attrs.get("retry_of", t.number)}
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie child of ours is gone too
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def _enqueue_zoo(study: Any, budget: int, epochs: int) -> list[str]:
+    import dataclasses
+
+    from space.analysis import count_params
+    from space.io import dumps, load
+
+    done = {t.user_attrs.get("zoo") for t in study.get_trials(deepcopy=False)}
+    added = []
+    for path in sorted((Path(__file__).resolve().parent.parent / "space" / "zoo").glob("*.yaml")):
+        spec = load(path)
+        if count_params(spec) > budget or path.stem in done:
+            continue
+        spec = dataclasses.replace(spec, recipe=dataclasses.replace(spec.recipe, epochs=epochs), info={})
+        study.enqueue_trial({}, user_attrs={"zoo": path.stem, "spec": dumps(spec, header=False)})
+        added.append(path.stem)
+    return added
+
+
+# ---------------------------------------------------------------- output
+
+
+class Printer:
+    """One line per finished trial, with a progress counter; prints each trial once."""
+
+    def __init__(self, n_trials: int, budget: int, quiet: bool = False) -> None:
+        self.n, self.budget, self.quiet = n_trials, budget, quiet
+        self.seen: set[int] = set()
+
+    def __call__(self, study: Any, *_: Any) -> None:
+        trials = study.get_trials(deepcopy=False)
+        done = sum(1 for t in trials if _finished(t) and _counts(t))
+        best = _best(trials)
+        for t in sorted(trials, key=lambda t: t.number):
+            if not _finished(t) or t.number in self.seen:
+                continue
+            self.seen.add(t.number)
+            if self.quiet:
+                continue
+            secs = (t.datetime_complete - t.datetime_start).total_seconds() if t.datetime_start else 0.0
+            p = t.user_attrs.get("params")
+            acc = t.value if t.value is not None else (max(t.intermediate_values.values())
+                                                       if t.intermediate_values else None)
+            why = t.user_attrs.get("fail_reason", "")
+            zoo = f" zoo:{t.user_attrs['zoo']}" if "zoo" in t.user_attrs else ""
+            bar = _bar(done, self.n)
+            print(f"{bar} trial {t.number:>3}  params {p if p is not None else '-':>7}"
+                  f"{f' ({p / self.budget:.0%})' if p else '':>7}  val {_pct(acc):>7}  {t.state.name:<8} "
+                  f"{secs:6.1f}s{zoo}{('  ' + why) if why and t.state.name != 'COMPLETE' else ''}"
+                  f"{f'  best {_pct(best.value)} (#{best.number})' if best else ''}", flush=True)
+
+
+def _bar(done: int, n: int, width: int = 20) -> str:
+    k = min(width, round(width * done / max(n, 1)))
+    return f"[{'#' * k}{'.' * (width - k)}] {min(done, n):>3}/{n}"
+
+
+def _pct(v: float | None) -> str:
+    return "-" if v is None else f"{100 * v:.2f}%"
+
+
+def _best(trials: Sequence[Any]) -> Any:
+    from optuna.trial import TrialState
+
+    done = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
+    return max(done, key=lambda t: (t.value, -t.user_attrs.get("params", 0))) if done else None
+
+
+def pareto_front(trials: Sequence[Any]) -> list[Any]:
+    """Completed trials that no other beats on both validation accuracy (higher) and parameters (fewer)."""
+    from optuna.trial import TrialState
+
+    done = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None and "params" in t.user_attrs]
+    front, best = [], -1.0
+    for t in sorted(done, key=lambda t: (t.user_attrs["params"], -t.value)):
+        if t.value > best:
+            front.append(t)
+            best = t.value
+    return front
+
+
+# ---------------------------------------------------------------- the work
+
+
+def _make_study(args: argparse.Namespace, storage: Any, create: bool) -> Any:
+    import optuna
+
+    from space.spec import SpecError
+
+    sampler: optuna.samplers.BaseSampler
+    if args.sampler == "tpe":
+        sampler = optuna.samplers.TPESampler(seed=None if args.worker else args.seed, multivariate=True,
+                                             group=True, n_startup_trials=8, constant_liar=True)
+    else:
+        sampler = optuna.samplers.RandomSampler(seed=None if args.worker else args.seed)
+    pruner: optuna.pruners.BasePruner
+    if args.pruner == "median":
+        pruner = optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=max(1, args.epochs // 5))
+    elif args.pruner == "hyperband":
+        pruner = optuna.pruners.HyperbandPruner(min_resource=1, max_resource=args.epochs, reduction_factor=3)
+    else:
+        pruner = optuna.pruners.NopPruner()
+    settings = {"budget": args.budget, "epochs": args.epochs, "train_limit": args.train_limit or 0, "val": args.val}
+    if create:
+        study = optuna.create_study(storage=storage, study_name=args.study_name, direction="maximize",
+                                    sampler=sampler, pruner=pruner, load_if_exists=True)
+        old = study.user_attrs
+        for key, value in settings.items():
+            if key in old and old[key] != value:
+                raise SpecError(f"study {args.study_name!r} exists with {key} {old[key]}, not {value}; "
+                                "use another --study-name or the same settings", "--study-name")
+        for key, value in settings.items():
+            if key not in old:
+                study.set_user_attr(key, value)
+        return study
+    return optuna.load_study(study_name=args.study_name, storage=storage, sampler=sampler, pruner=pruner)
+
+
+def _objective(args: argparse.Namespace, space: Any) -> Any:
+    import torch
+
+    from search.objective import Objective
+    from trainer.data import load_search_data
+
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    data = load_search_data(args.data_dir, val=args.val, limit=args.train_limit, seed=args.seed, device=device)
+    return Objective(space=space, budget=args.budget, epochs=args.epochs, data=data, device=device,
+                     seed=args.seed, study_name=args.study_name)
+
+
+def _worker_loop(args: argparse.Namespace, study: Any, objective: Any, printer: Printer | None) -> None:
+    """Run trials until the study has --trials counted, finished trials, or the deadline passes."""
+    import optuna
+    from optuna.trial import TrialState
+
+    from search.objective import TrialFailed
+    from search.storage import is_rdb
+
+    rdb = is_rdb(args.storage)
+
+    def guarded(trial: optuna.Trial) -> float:
+        before = [t for t in study.get_trials(deepcopy=False) if t.number < trial.number and _counts(t)]
+        if len(before) >= args.trials:  # another worker got there first
+            trial.set_user_attr("fail_reason", "surplus: the study already had its trials")
+            raise TrialFailed("surplus")
+        try:
+            return objective(trial)
+        except KeyboardInterrupt:
+            trial.set_user_attr("fail_reason", "interrupted")
+            study.enqueue_trial(trial.params, user_attrs=_requeue_attrs(trial), skip_if_exists=False)
+            raise
+
+    while True:
+        if args.deadline and time.time() >= args.deadline:
+            return
+        if rdb:
+            optuna.storages.fail_stale_trials(study)
+        else:
+            _fail_dead_local(study)
+        trials = study.get_trials(deepcopy=False)
+        counted = [t for t in trials if _counts(t)]
+        if sum(1 for t in counted if _finished(t)) >= args.trials:
+            return
+        if len(counted) >= args.trials and not any(t.state == TrialState.WAITING for t in trials):
+            time.sleep(1.0)  # others' trials are running; wait in case one dies and comes back
+            continue
+        study.optimize(guarded, n_trials=1, catch=(TrialFailed,),
+                       callbacks=[printer] if printer else None, gc_after_trial=True)
+
+
+def _spawn_workers(args: argparse.Namespace, argv: Sequence[str], printer: Printer, study: Any) -> int:
+    """--jobs N: N worker processes on the same study; this process prints their progress."""
+    child_argv = [a for a in argv]
+    cmd = [sys.executable, "-m", "search.run", *child_argv, "--worker", "--jobs", "1", "--quiet",
+           "--study-name", args.study_name, "--storage", args.storage]
+    if args.deadline:
+        cmd += ["--deadline", str(args.deadline)]
+    procs = [subprocess.Popen(cmd) for _ in range(args.jobs)]
+    try:
+        while any(p.poll() is None for p in procs):
+            time.sleep(1.0)
+            printer(study)
+    except KeyboardInterrupt:
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGINT)
+        for p in procs:
+            p.wait()
+        raise
+    printer(study)
+    bad = [p.returncode for p in procs if p.returncode not in (0,)]
+    return bad[0] if bad else 0
+
+
+def _summary(study: Any, args: argparse.Namespace) -> Path | None:
+    from search.export import export_best
+
+    trials = study.get_trials(deepcopy=False)
+    states: dict[str, int] = {}
+    for t in trials:
+        states[t.state.name] = states.get(t.state.name, 0) + 1
+    print(f"\nstudy {args.study_name!r}: {len(trials)} trials ({', '.join(f'{v} {k.lower()}' for k, v in states.items())})")
+    best = _best(trials)
+    if best is None:
+        print("no trial completed yet: nothing to export")
+        return None
+    p = best.user_attrs.get("params")
+    print(f"best: trial {best.number}, {p:,} params ({p / args.budget:.0%} of {args.budget:,}), "
+          f"val acc {_pct(best.value)}")
+    print("pareto front (val acc vs params):")
+    for t in pareto_front(trials):
+        print(f"  trial {t.number:>3}  params {t.user_attrs['params']:>7,}  val {_pct(t.value)}")
+    out = Path(args.out) if args.out else Path("runs") / args.study_name / "best.yaml"
+    export_best(study, best, out, storage_url=args.storage)
+    print(f"exported: {out}   (re-train: python -m trainer.train {out} --seeds 3)")
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    from space.spec import SpecError
+
+    try:
+        from search.sample import smallest_params
+        from search.searchspace import load_space
+        from search.storage import DEFAULT_STORAGE, get_storage, mask_url
+
+        space = load_space(args.space)
+        smallest = smallest_params(space)
+        if args.budget < smallest:
+            print(f"error: --budget {args.budget} is too small: the smallest network of the search space has "
+                  f"{smallest} parameters", file=sys.stderr)
+            return 2
+        args.storage = args.storage or os.environ.get("CNNSEARCH_STORAGE") or DEFAULT_STORAGE
+        args.study_name = args.study_name or f"budget-{args.budget}"
+        if args.timeout and not args.deadline:
+            args.deadline = time.time() + args.timeout
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        storage = get_storage(args.storage)
+        study = _make_study(args, storage, create=not args.worker)
+        printer = Printer(args.trials, args.budget, quiet=args.quiet)
+        if not args.worker:
+            printer.seen |= {t.number for t in study.get_trials(deepcopy=False) if _finished(t)}
+            done = len(printer.seen)
+            print(f"study {args.study_name!r} in {mask_url(args.storage)}: budget {args.budget:,} params, "
+                  f"{args.trials} trials, {args.epochs} epochs each"
+                  + (f", resuming with {done} finished" if done else ""), flush=True)
+            if args.enqueue_zoo:
+                added = _enqueue_zoo(study, args.budget, args.epochs)
+                if added:
+                    print(f"queued zoo networks: {', '.join(added)}", flush=True)
+        if args.jobs > 1 and not args.worker:
+            worker_argv = [a for a in argv]
+            rc = _spawn_workers(args, _strip(worker_argv), printer, study)
+            if rc:
+                print(f"error: a worker exited with code {rc}", file=sys.stderr)
+                return 1
+        else:
+            objective = _objective(args, space)
+            _worker_loop(args, study, objective, None if args.worker else printer)
+        if not args.worker:
+            _summary(study, args)
+        return 0
+    except KeyboardInterrupt:
+        if not args.worker:
+            print(f"\ninterrupted: the running trial was recorded as failed and queued again.\n"
+                  f"resume with: python -m search.run {' '.join(_strip(argv))}", file=sys.stderr)
+        return 130
+    except SpecError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except _data_errors() as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+def _strip(argv: list[str]) -> list[str]:
+    """The user's arguments without those a parent passes to its workers."""
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+            continue
+        if a in ("--jobs", "--deadline", "--timeout"):
+            skip = True
+            continue
+        if a.startswith(("--jobs=", "--deadline=", "--timeout=")) or a in ("--worker", "--quiet", "--enqueue-zoo"):
+            continue
+        out.append(a)
+    return out
+
+
+def _data_errors() -> tuple[type[BaseException], ...]:
+    try:
+        from trainer.data import DataError
+    except ImportError:  # pragma: no cover
+        return ()
+    return (DataError,)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

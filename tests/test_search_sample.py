@@ -1,0 +1,98 @@
+"""Sampling under a budget: hard cap, filled budgets, replay, and the search-space file."""
+
+import optuna
+import pytest
+
+from search.sample import OverBudget, sample, smallest_params
+from search.searchspace import DEFAULT_SPACE, load_space, space_from_dict
+from space.analysis import count_params
+from space.build import build
+from space.spec import SpecError
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def _sampled(budget, n, seed=0, space=None):
+    space = space or space_from_dict()
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
+    out = []
+    for _ in range(n):
+        trial = study.ask()
+        try:
+            out.append((trial, sample(trial, space, budget, epochs=10)))
+        except (OverBudget, SpecError):
+            out.append((trial, None))
+        study.tell(trial, 0.0)
+    return out
+
+
+@pytest.mark.parametrize("budget", [5_000, 20_000, 100_000])
+def test_500_sampled_specs_are_within_budget_and_almost_all_trainable(budget):
+    got = _sampled(budget, 500)
+    specs = [s for _, s in got if s is not None]
+    assert len(specs) >= 0.95 * 500
+    counts = [count_params(s) for s in specs]
+    assert max(counts) <= budget
+    # the budget is filled, not wasted: the sampled fill is 0.7..1.0 of it
+    assert sum(counts) / len(counts) >= 0.6 * budget
+
+
+def test_sampled_network_builds_with_the_counted_parameters():
+    for _, spec in _sampled(20_000, 20, seed=3):
+        assert sum(p.numel() for p in build(spec).parameters()) == count_params(spec)
+
+
+def test_fixed_trial_replay_gives_the_same_spec():
+    for trial, spec in _sampled(20_000, 30, seed=1):
+        frozen = optuna.trial.FixedTrial(trial.params)
+        assert sample(frozen, space_from_dict(), 20_000, epochs=10) == spec
+
+
+def test_param_names_are_hierarchical():
+    trial, _ = _sampled(20_000, 1)[0]
+    names = set(trial.params)
+    assert {"arch.stages", "s1.convs", "opt.name", "sched.name", "train.batch_size"} <= names
+    assert all("." in n for n in names)
+
+
+def test_smallest_params_and_impossible_budget():
+    space = space_from_dict()
+    smallest = smallest_params(space)
+    assert 100 < smallest < 2_000
+    study = optuna.create_study()
+    with pytest.raises(OverBudget):
+        sample(study.ask(), space, smallest - 1, epochs=1)
+
+
+def test_space_override_fixes_values(tmp_path):
+    f = tmp_path / "space.yaml"
+    f.write_text("stages: 2\nkernel: 3\noptimizer: adamw\nbatch_size: {choices: [128]}\n")
+    space = load_space(f)
+    for trial, spec in _sampled(20_000, 10, space=space):
+        assert spec.recipe.optimizer == "adamw"
+        assert sum(1 for layer in spec.layers if layer.kind == "maxpool") == 1
+        assert "arch.stages" not in trial.params
+
+
+@pytest.mark.parametrize("text, needle", [
+    ("nope: 3\n", "unknown search-space entry 'nope'"),
+    ("stages: {low: 3, high: 2}\n", "stages"),
+    ("optimizer: {choices: [sgd, rmsprop]}\n", "optimizer"),
+    ("lr: {low: 0, high: 0.1, log: true}\n", "lr"),
+    ("batch_size: 12.5\n", "batch_size"),
+    ("kernel: [3, 5]\n", "kernel"),
+    ("stages: [\n", "malformed YAML"),
+    ("- 1\n- 2\n", "mapping"),
+])
+def test_bad_space_file_is_one_spec_error(tmp_path, text, needle):
+    f = tmp_path / "space.yaml"
+    f.write_text(text)
+    with pytest.raises(SpecError, match=None) as e:
+        load_space(f)
+    assert needle in str(e.value) and str(f) in str(e.value)
+    assert "\n" not in str(e.value)
+
+
+def test_default_space_round_trips():
+    assert space_from_dict(space_from_dict().to_dict()) == space_from_dict()
+    assert set(space_from_dict().to_dict()) == set(DEFAULT_SPACE)
