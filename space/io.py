@@ -49,7 +49,8 @@ def _header(spec: NetSpec) -> str:
 
     table = format_table(spec).splitlines()
     params = table[-1].split(":")[1].strip()
-    lines = [f"cnnsearch spec '{spec.name}': {int(params):,} parameters", ""] + table
+    # repr: a name with a line break or a control character must not break out of the comment
+    lines = [f"cnnsearch spec {spec.name!r}: {int(params):,} parameters", ""] + table
     return "".join(f"# {line}".rstrip() + "\n" for line in lines)
 
 

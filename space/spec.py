@@ -424,7 +424,7 @@ def layer_from_dict(d: Any, where: str = "layer") -> Layer:
     if not isinstance(d, dict):
         raise SpecError(f"a layer must be a mapping with a 'kind', got {d!r}", where)
     kind = d.get("kind")
-    if kind not in LAYER_KINDS:
+    if not isinstance(kind, str) or kind not in LAYER_KINDS:  # a list or mapping is unhashable
         raise SpecError(f"unknown layer kind {kind!r} (known: {', '.join(LAYER_KINDS)})", where)
     cls = LAYER_KINDS[kind]
     try:
