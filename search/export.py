@@ -11,7 +11,7 @@ from typing import Any
 from space.io import dumps, loads, write_atomic
 from space.spec import NetSpec, SpecError
 
-__all__ = ["trial_spec", "export_best", "versions"]
+__all__ = ["trial_spec", "export_best", "versions", "with_epochs"]
 
 
 def versions() -> dict[str, str]:
@@ -22,6 +22,17 @@ def versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             out[pkg] = "unknown"
     return out
+
+
+def with_epochs(spec: NetSpec, epochs: int) -> NetSpec:
+    """The spec with its schedule stretched to ``epochs`` (StepLR's step keeps its share of the run)."""
+    import dataclasses
+
+    r = spec.recipe
+    if epochs == r.epochs:
+        return spec
+    step = max(1, round(r.step_size * epochs / r.epochs))
+    return dataclasses.replace(spec, recipe=dataclasses.replace(r, epochs=epochs, step_size=step))
 
 
 def trial_spec(study: Any, trial: Any, storage_url: str | None = None) -> NetSpec:
@@ -64,8 +75,13 @@ def trial_spec(study: Any, trial: Any, storage_url: str | None = None) -> NetSpe
                    recipe=spec.recipe, info=info)
 
 
-def export_best(study: Any, trial: Any, out: str | Path, storage_url: str | None = None) -> NetSpec:
+def export_best(study: Any, trial: Any, out: str | Path, storage_url: str | None = None,
+                epochs: int | None = None) -> NetSpec:
+    """Write the trial's spec to ``out`` (atomically); ``epochs`` re-plans its recipe for a longer run."""
     spec = trial_spec(study, trial, storage_url)
+    if epochs:
+        spec = with_epochs(spec, epochs)
+        spec.info["search"]["export_epochs"] = epochs
     out = Path(out)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -68,6 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", help="cuda or cpu (default: cuda when available)")
     p.add_argument("--data-dir", metavar="DIR", help="MNIST folder (also $CNNSEARCH_DATA; default: the project's data/)")
     p.add_argument("--enqueue-zoo", action="store_true", help="start with the zoo networks that fit the budget")
+    p.add_argument("--export-epochs", type=_positive_int, metavar="N",
+                   help="epochs in the exported recipe (default: --epochs); search short, re-train long")
     p.add_argument("--out", metavar="FILE", help="exported best spec (default runs/<study>/best.yaml)")
     p.add_argument("--quiet", action="store_true", help="no per-trial lines")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)   # a child of --jobs N
@@ -234,8 +238,10 @@ def _make_study(args: argparse.Namespace, storage: Any, create: bool) -> Any:
 
     sampler: optuna.samplers.BaseSampler
     if args.sampler == "tpe":
-        sampler = optuna.samplers.TPESampler(seed=None if args.worker else args.seed, multivariate=True,
-                                             group=True, n_startup_trials=8, constant_liar=True)
+        with warnings.catch_warnings():  # multivariate/group/constant_liar are "experimental" in Optuna
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            sampler = optuna.samplers.TPESampler(seed=None if args.worker else args.seed, multivariate=True,
+                                                 group=True, n_startup_trials=8, constant_liar=True)
     else:
         sampler = optuna.samplers.RandomSampler(seed=None if args.worker else args.seed)
     pruner: optuna.pruners.BasePruner
@@ -265,58 +271,87 @@ def _objective(args: argparse.Namespace, space: Any) -> Any:
     import torch
 
     from search.objective import Objective
-    from trainer.data import load_search_data
+    from space.spec import SpecError
+    from trainer.data import load_splits
 
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    data = load_search_data(args.data_dir, val=args.val, limit=args.train_limit, seed=args.seed, device=device)
+    try:
+        device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise SpecError("CUDA is not available on this machine; use --device cpu", "--device")
+    except RuntimeError as e:
+        raise SpecError(str(e).splitlines()[0], "--device") from None
+    try:  # the train and validation splits only: the search never opens the test files
+        data = load_splits(args.data_dir, val=args.val, limit=args.train_limit, seed=args.seed, device=device)
+    except ValueError as e:
+        raise SpecError(str(e), "--val/--train-limit") from None
     return Objective(space=space, budget=args.budget, epochs=args.epochs, data=data, device=device,
                      seed=args.seed, study_name=args.study_name)
 
 
 def _worker_loop(args: argparse.Namespace, study: Any, objective: Any, printer: Printer | None) -> None:
-    """Run trials until the study has --trials counted, finished trials, or the deadline passes."""
+    """Run trials until the study has --trials counted, finished trials, or the deadline passes.
+
+    Checking the count and creating the next trial happen under one lock shared by every
+    worker of the study (a PostgreSQL advisory lock, or a file lock beside the journal), so
+    concurrent workers never start more trials than asked for.
+    """
     import optuna
     from optuna.trial import TrialState
 
     from search.objective import TrialFailed
-    from search.storage import is_rdb
+    from search.storage import claim_lock, heartbeat, is_rdb
 
     rdb = is_rdb(args.storage)
-
-    def guarded(trial: optuna.Trial) -> float:
-        before = [t for t in study.get_trials(deepcopy=False) if t.number < trial.number and _counts(t)]
-        if len(before) >= args.trials:  # another worker got there first
-            trial.set_user_attr("fail_reason", "surplus: the study already had its trials")
-            raise TrialFailed("surplus")
-        try:
-            return objective(trial)
-        except KeyboardInterrupt:
-            trial.set_user_attr("fail_reason", "interrupted")
-            study.enqueue_trial(trial.params, user_attrs=_requeue_attrs(trial), skip_if_exists=False)
-            raise
-
     while True:
         if args.deadline and time.time() >= args.deadline:
             return
-        if rdb:
-            optuna.storages.fail_stale_trials(study)
-        else:
-            _fail_dead_local(study)
-        trials = study.get_trials(deepcopy=False)
-        counted = [t for t in trials if _counts(t)]
-        if sum(1 for t in counted if _finished(t)) >= args.trials:
-            return
-        if len(counted) >= args.trials and not any(t.state == TrialState.WAITING for t in trials):
-            time.sleep(1.0)  # others' trials are running; wait in case one dies and comes back
+        with claim_lock(study, args.storage):
+            if rdb:
+                optuna.storages.fail_stale_trials(study)
+            else:
+                _fail_dead_local(study)
+            trials = study.get_trials(deepcopy=False)
+            counted = [t for t in trials if _counts(t)]
+            if sum(1 for t in counted if _finished(t)) >= args.trials:
+                return
+            waiting = any(t.state == TrialState.WAITING for t in trials)
+            trial = study.ask() if len(counted) < args.trials or waiting else None
+        if trial is None:
+            time.sleep(1.0)  # the others' trials are running; wait in case one dies and comes back
             continue
-        study.optimize(guarded, n_trials=1, catch=(TrialFailed,),
-                       callbacks=[printer] if printer else None, gc_after_trial=True)
+        _run_one(study, trial, objective, TrialFailed, heartbeat)
+        if printer:
+            printer(study)
+
+
+def _run_one(study: Any, trial: Any, objective: Any, failed: type[Exception], heartbeat: Any) -> None:
+    import optuna
+    from optuna.trial import TrialState
+
+    with heartbeat(study, trial):
+        try:
+            value = objective(trial)
+        except optuna.TrialPruned:
+            study.tell(trial, state=TrialState.PRUNED)
+            return
+        except failed:
+            study.tell(trial, state=TrialState.FAIL)
+            return
+        except KeyboardInterrupt:
+            trial.set_user_attr("fail_reason", "interrupted")
+            study.enqueue_trial(trial.params, user_attrs=_requeue_attrs(trial), skip_if_exists=False)
+            study.tell(trial, state=TrialState.FAIL)
+            raise
+        except Exception as e:  # a crash in one trial is recorded; the study goes on
+            trial.set_user_attr("fail_reason", f"error: {e.__class__.__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:500])
+            study.tell(trial, state=TrialState.FAIL)
+            return
+    study.tell(trial, value)
 
 
 def _spawn_workers(args: argparse.Namespace, argv: Sequence[str], printer: Printer, study: Any) -> int:
     """--jobs N: N worker processes on the same study; this process prints their progress."""
-    child_argv = [a for a in argv]
-    cmd = [sys.executable, "-m", "search.run", *child_argv, "--worker", "--jobs", "1", "--quiet",
+    cmd = [sys.executable, "-m", "search.run", *argv, "--worker", "--jobs", "1", "--quiet",
            "--study-name", args.study_name, "--storage", args.storage]
     if args.deadline:
         cmd += ["--deadline", str(args.deadline)]
@@ -355,10 +390,33 @@ def _summary(study: Any, args: argparse.Namespace) -> Path | None:
     print("pareto front (val acc vs params):")
     for t in pareto_front(trials):
         print(f"  trial {t.number:>3}  params {t.user_attrs['params']:>7,}  val {_pct(t.value)}")
-    out = Path(args.out) if args.out else Path("runs") / args.study_name / "best.yaml"
-    export_best(study, best, out, storage_url=args.storage)
+    out = Path(args.out)
+    export_best(study, best, out, storage_url=args.storage, epochs=args.export_epochs)
     print(f"exported: {out}   (re-train: python -m trainer.train {out} --seeds 3)")
     return out
+
+
+def _check_writable(out: Path) -> None:
+    """Refuse an output that cannot be written before any work is done."""
+    import tempfile
+
+    from space.spec import SpecError
+
+    if out.is_dir():
+        raise SpecError(f"{out} is a directory; give a file name", "--out")
+    made = [d for d in reversed(out.absolute().parents) if not d.exists()]
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out.parent, prefix=f".{out.name}.", suffix=".probe"):
+            pass
+    except OSError as e:
+        raise SpecError(f"cannot write {out}: {e.strerror or e}", "--out") from None
+    finally:
+        for d in reversed(made):  # leave nothing behind; the export makes them again
+            try:
+                d.rmdir()
+            except OSError:
+                pass
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -379,6 +437,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         args.storage = args.storage or os.environ.get("CNNSEARCH_STORAGE") or DEFAULT_STORAGE
         args.study_name = args.study_name or f"budget-{args.budget}"
+        args.out = args.out or str(Path("runs") / args.study_name / "best.yaml")
+        if not args.worker:
+            _check_writable(Path(args.out))
         if args.timeout and not args.deadline:
             args.deadline = time.time() + args.timeout
         import optuna
@@ -398,8 +459,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if added:
                     print(f"queued zoo networks: {', '.join(added)}", flush=True)
         if args.jobs > 1 and not args.worker:
-            worker_argv = [a for a in argv]
-            rc = _spawn_workers(args, _strip(worker_argv), printer, study)
+            rc = _spawn_workers(args, _worker_argv(argv), printer, study)
             if rc:
                 print(f"error: a worker exited with code {rc}", file=sys.stderr)
                 return 1
@@ -412,7 +472,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         if not args.worker:
             print(f"\ninterrupted: the running trial was recorded as failed and queued again.\n"
-                  f"resume with: python -m search.run {' '.join(_strip(argv))}", file=sys.stderr)
+                  f"resume with: python -m search.run {shlex.join(_resume_argv(argv))}", file=sys.stderr)
         return 130
     except SpecError as e:
         print(f"error: {e}", file=sys.stderr)
@@ -422,20 +482,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
 
-def _strip(argv: list[str]) -> list[str]:
-    """The user's arguments without those a parent passes to its workers."""
+def _strip(argv: list[str], drop: tuple[str, ...], flags: tuple[str, ...] = ()) -> list[str]:
+    """``argv`` without the options in ``drop`` (which take a value) and the switches in ``flags``."""
     out, skip = [], False
     for a in argv:
         if skip:
             skip = False
-            continue
-        if a in ("--jobs", "--deadline", "--timeout"):
+        elif a in drop:
             skip = True
-            continue
-        if a.startswith(("--jobs=", "--deadline=", "--timeout=")) or a in ("--worker", "--quiet", "--enqueue-zoo"):
-            continue
-        out.append(a)
+        elif not (a.startswith(tuple(d + "=" for d in drop)) or a in flags):
+            out.append(a)
     return out
+
+
+def _worker_argv(argv: list[str]) -> list[str]:
+    return _strip(argv, ("--jobs", "--deadline", "--timeout", "--study-name", "--storage"),
+                  ("--worker", "--quiet", "--enqueue-zoo"))
+
+
+def _resume_argv(argv: list[str]) -> list[str]:
+    return _strip(argv, ("--deadline",), ("--worker",))
 
 
 def _data_errors() -> tuple[type[BaseException], ...]:

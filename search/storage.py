@@ -8,8 +8,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import hashlib
+import os
 import re
+import warnings
 from pathlib import Path
+from typing import Any, Iterator
 
 import optuna
 from optuna.storages import JournalStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
@@ -17,7 +23,7 @@ from optuna.storages.journal import JournalFileBackend
 
 from space.spec import SpecError
 
-__all__ = ["DEFAULT_STORAGE", "get_storage", "mask_url", "is_rdb", "HEARTBEAT_S"]
+__all__ = ["DEFAULT_STORAGE", "get_storage", "mask_url", "is_rdb", "HEARTBEAT_S", "claim_lock", "heartbeat"]
 
 DEFAULT_STORAGE = "runs/cnnsearch.log"
 HEARTBEAT_S = 5
@@ -34,20 +40,37 @@ def mask_url(url: str) -> str:
     return re.sub(r"^([a-z][a-z0-9+]*://[^:/@]*):[^@]*@", r"\1:***@", url)
 
 
-def get_storage(url: str | None, *, heartbeat: int = HEARTBEAT_S,
-                grace: int = GRACE_S) -> optuna.storages.BaseStorage:
+def _heartbeat_settings() -> tuple[int, int]:
+    """Heartbeat interval and grace period in seconds; ``CNNSEARCH_HEARTBEAT=INTERVAL,GRACE`` overrides."""
+    raw = os.environ.get("CNNSEARCH_HEARTBEAT")
+    if not raw:
+        return HEARTBEAT_S, GRACE_S
+    try:
+        interval, grace = (int(v) for v in raw.split(","))
+        if interval < 1 or grace <= interval:
+            raise ValueError
+    except ValueError:
+        raise SpecError(f"must be INTERVAL,GRACE in seconds with GRACE > INTERVAL >= 1, got {raw!r}",
+                        "CNNSEARCH_HEARTBEAT") from None
+    return interval, grace
+
+
+def get_storage(url: str | None) -> optuna.storages.BaseStorage:
     """An Optuna storage for ``url``; a bad URL or an unreachable database raises :class:`SpecError`."""
     url = url or DEFAULT_STORAGE
+    heartbeat, grace = _heartbeat_settings()
     if is_rdb(url):
         if not url.startswith(("postgresql", "sqlite", "mysql")):
             raise SpecError(f"unsupported storage URL {mask_url(url)!r}: use a file path, "
                             "postgresql://USER[:PASSWORD]@HOST[:PORT]/DB or sqlite:///FILE", "--storage")
         try:
-            return RDBStorage(
-                url, heartbeat_interval=heartbeat, grace_period=grace,
-                heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=3),
-                engine_kwargs={"pool_pre_ping": True} if url.startswith("postgresql") else None,
-            )
+            with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna, and what we rely on
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return RDBStorage(
+                    url, heartbeat_interval=heartbeat, grace_period=grace,
+                    heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=3),
+                    engine_kwargs={"pool_pre_ping": True} if url.startswith("postgresql") else None,
+                )
         except Exception as e:  # sqlalchemy's many connection errors
             first = str(e).strip().splitlines()[0] if str(e).strip() else e.__class__.__name__
             raise SpecError(f"cannot open {mask_url(url)}: {mask_url(first)}", "--storage") from None
@@ -61,3 +84,39 @@ def get_storage(url: str | None, *, heartbeat: int = HEARTBEAT_S,
         return JournalStorage(JournalFileBackend(str(path)))
     except OSError as e:
         raise SpecError(f"cannot write {url}: {e.strerror or e}", "--storage") from None
+
+
+@contextlib.contextmanager
+def claim_lock(study: Any, url: str) -> Iterator[None]:
+    """A lock held by one worker of ``study`` at a time, across processes (and hosts, for PostgreSQL)."""
+    key = int.from_bytes(hashlib.sha1(study.study_name.encode()).digest()[:8], "big", signed=True)
+    if url.startswith("postgresql"):
+        import sqlalchemy
+
+        engine = study._storage.engine
+        with engine.connect() as conn:
+            conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": key})
+            try:
+                yield
+            finally:
+                conn.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+        return
+    path = url.split(":///", 1)[1] if url.startswith("sqlite:///") else url
+    with open(f"{path}.{key & 0xFFFFFFFF:08x}.lock", "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def heartbeat(study: Any, trial: Any) -> Iterator[None]:
+    """Optuna's heartbeat thread for a running trial (RDB storages with heartbeats; a no-op otherwise)."""
+    try:
+        from optuna.storages._heartbeat import get_heartbeat_thread
+    except ImportError:  # pragma: no cover - a future Optuna moved it
+        yield
+        return
+    with get_heartbeat_thread(trial._trial_id, study._storage):
+        yield

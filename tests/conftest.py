@@ -1,0 +1,32 @@
+"""Shared fixtures: the project root, a tiny-search command line, and the PostgreSQL URL."""
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# a search small enough for a test: 1 epoch on a few hundred images
+TINY = ["--epochs", "1", "--train-limit", "300", "--val", "200", "--pruner", "none", "--device", "cpu"]
+
+
+@pytest.fixture
+def tiny_search_args():
+    return list(TINY)
+
+
+@pytest.fixture
+def pg_url():
+    """A real PostgreSQL server (scripts/test starts one); skipped only outside CI when there is none."""
+    url = os.environ.get("CNNSEARCH_PG_URL")
+    if not url:
+        if os.environ.get("CI"):
+            pytest.fail("CNNSEARCH_PG_URL is not set: scripts/test must start PostgreSQL in CI")
+        pytest.skip("no PostgreSQL server (run the tests through scripts/test)")
+    return url
+
+
+def search_cmd(*args):
+    return [sys.executable, "-m", "search.run", *map(str, args)]
