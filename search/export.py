@@ -68,7 +68,7 @@ def trial_spec(study: Any, trial: Any, storage_url: str | None = None) -> NetSpe
     name = f"{study.study_name}-t{trial.number}"
     info = dict(spec.info) | {
         "metrics": {k: v for k, v in metrics.items() if v is not None},
-        "search": {k: settings[k] for k in ("budget", "epochs", "train_limit", "val") if k in settings},
+        "search": {k: settings[k] for k in ("budget", "epochs", "train_limit", "val", "seed") if k in settings},
         "provenance": {k: v for k, v in provenance.items() if v is not None},
     }
     return NetSpec(layers=spec.layers, input=spec.input, classes=spec.classes, name=name,

@@ -11,6 +11,7 @@ import os
 import socket
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import optuna
@@ -50,6 +51,7 @@ class Objective:
     device: torch.device
     seed: int = 0
     study_name: str = "study"
+    weights_dir: Path | None = None  # where a trial that beats the study's best so far leaves its weights
 
     def __call__(self, trial: optuna.Trial) -> float:
         from trainer.loop import fit
@@ -97,9 +99,21 @@ class Objective:
         if result.status != "ok":
             trial.set_user_attr("fail_reason", f"{result.status}: {result.message}")
             raise TrialFailed(f"{result.status}: {result.message}")
-        best = max(curve) if curve else float(result.final["val_acc"])
-        trial.set_user_attr("best_val_acc", best)
-        return float(result.final["val_acc"])
+        value = float(result.final["val_acc"])
+        trial.set_user_attr("best_val_acc", max(curve) if curve else value)
+        if self.weights_dir is not None and value >= _best_value(trial):
+            self.weights_dir.mkdir(parents=True, exist_ok=True)
+            path = self.weights_dir / f"t{trial.number}.pt"
+            torch.save(model.state_dict(), path)
+            trial.set_user_attr("weights", str(path))
+        return value
+
+
+def _best_value(trial: optuna.Trial) -> float:
+    try:
+        return float(trial.study.best_value)
+    except ValueError:  # no completed trial yet
+        return float("-inf")
 
 
 def _release(device: torch.device) -> None:

@@ -73,6 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--export-epochs", type=_positive_int, metavar="N",
                    help="epochs in the exported recipe (default: --epochs); search short, re-train long")
     p.add_argument("--out", metavar="FILE", help="exported best spec (default runs/<study>/best.yaml)")
+    p.add_argument("--artifact-dir", metavar="DIR",
+                   help="where the best spec and weights are stored for the dashboard (default runs/artifacts)")
     p.add_argument("--quiet", action="store_true", help="no per-trial lines")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)   # a child of --jobs N
     p.add_argument("--deadline", type=float, help=argparse.SUPPRESS)         # absolute time, from the parent
@@ -260,7 +262,7 @@ def _make_study(args: argparse.Namespace, storage: Any, create: bool) -> Any:
             if key in old and old[key] != value:
                 raise SpecError(f"study {args.study_name!r} exists with {key} {old[key]}, not {value}; "
                                 "use another --study-name or the same settings", "--study-name")
-        for key, value in settings.items():
+        for key, value in (settings | {"seed": args.seed}).items():  # seed: of the train/val split, the first run's
             if key not in old:
                 study.set_user_attr(key, value)
         return study
@@ -281,11 +283,11 @@ def _objective(args: argparse.Namespace, space: Any) -> Any:
     except RuntimeError as e:
         raise SpecError(str(e).splitlines()[0], "--device") from None
     try:  # the train and validation splits only: the search never opens the test files
-        data = load_splits(args.data_dir, val=args.val, limit=args.train_limit, seed=args.seed, device=device)
+        data = load_splits(args.data_dir, val=args.val, limit=args.train_limit, seed=args.split_seed, device=device)
     except ValueError as e:
         raise SpecError(str(e), "--val/--train-limit") from None
     return Objective(space=space, budget=args.budget, epochs=args.epochs, data=data, device=device,
-                     seed=args.seed, study_name=args.study_name)
+                     seed=args.seed, study_name=args.study_name, weights_dir=Path(args.artifact_dir) / "weights")
 
 
 def _worker_loop(args: argparse.Namespace, study: Any, objective: Any, printer: Printer | None) -> None:
@@ -393,6 +395,12 @@ def _summary(study: Any, args: argparse.Namespace) -> Path | None:
     out = Path(args.out)
     export_best(study, best, out, storage_url=args.storage, epochs=args.export_epochs)
     print(f"exported: {out}   (re-train: python -m trainer.train {out} --seeds 3)")
+    from results.dashboard import annotate
+
+    done = annotate(study, args.storage, args.artifact_dir, weights=best.user_attrs.get("weights"))
+    for line in done.lines():
+        print(f"dashboard {line}")
+    print(f"review: optuna-dashboard {shlex.quote(args.storage)} --artifact-dir {shlex.quote(args.artifact_dir)}")
     return out
 
 
@@ -438,6 +446,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.storage = args.storage or os.environ.get("CNNSEARCH_STORAGE") or DEFAULT_STORAGE
         args.study_name = args.study_name or f"budget-{args.budget}"
         args.out = args.out or str(Path("runs") / args.study_name / "best.yaml")
+        if not args.artifact_dir:
+            from results.dashboard import default_artifact_dir
+
+            args.artifact_dir = str(default_artifact_dir(args.storage))
         if not args.worker:
             _check_writable(Path(args.out))
         if args.timeout and not args.deadline:
@@ -447,6 +459,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         storage = get_storage(args.storage)
         study = _make_study(args, storage, create=not args.worker)
+        args.split_seed = int(study.user_attrs.get("seed", args.seed))  # every worker of a study: one split
         printer = Printer(args.trials, args.budget, quiet=args.quiet)
         if not args.worker:
             printer.seen |= {t.number for t in study.get_trials(deepcopy=False) if _finished(t)}

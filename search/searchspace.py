@@ -39,7 +39,7 @@ _ENTRIES: dict[str, tuple[Any, tuple[Any, ...] | None, tuple[float, float] | Non
     "min_channels": (4, None, (1, 64)),
     # recipe
     "optimizer": ({"choices": ["sgd", "adam", "adamw"]}, OPTIMIZERS, None),
-    "lr": ({"low": 0.0005, "high": 0.2, "log": True}, None, (1e-6, 10.0)),  # peak rate; clipped per optimizer
+    "lr": ({"low": 0.0005, "high": 0.2, "log": True}, None, (1e-6, 1e4)),  # peak rate; clipped per optimizer
     "momentum": ({"low": 0.8, "high": 0.95}, None, (0.0, 0.99)),
     "nesterov": ({"choices": [False, True]}, (False, True), None),
     "weight_decay": ({"low": 1e-6, "high": 1e-3, "log": True}, None, (0.0, 1.0)),

@@ -55,6 +55,30 @@ def _heartbeat_settings() -> tuple[int, int]:
     return interval, grace
 
 
+@contextlib.contextmanager
+def _schema_lock(url: str) -> Iterator[None]:
+    """Workers started together on a fresh PostgreSQL database would race to create Optuna's tables:
+    one at a time, under an advisory lock."""
+    if not url.startswith("postgresql"):
+        yield
+        return
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": _SCHEMA_KEY})
+            try:
+                yield
+            finally:
+                conn.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:k)"), {"k": _SCHEMA_KEY})
+    finally:
+        engine.dispose()
+
+
+_SCHEMA_KEY = 0x636E6E73  # "cnns"
+
+
 def get_storage(url: str | None) -> optuna.storages.BaseStorage:
     """An Optuna storage for ``url``; a bad URL or an unreachable database raises :class:`SpecError`."""
     url = url or DEFAULT_STORAGE
@@ -64,7 +88,7 @@ def get_storage(url: str | None) -> optuna.storages.BaseStorage:
             raise SpecError(f"unsupported storage URL {mask_url(url)!r}: use a file path, "
                             "postgresql://USER[:PASSWORD]@HOST[:PORT]/DB or sqlite:///FILE", "--storage")
         try:
-            with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna, and what we rely on
+            with warnings.catch_warnings(), _schema_lock(url):  # heartbeats are "experimental" in Optuna
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 return RDBStorage(
                     url, heartbeat_interval=heartbeat, grace_period=grace,
@@ -93,7 +117,7 @@ def claim_lock(study: Any, url: str) -> Iterator[None]:
     if url.startswith("postgresql"):
         import sqlalchemy
 
-        engine = study._storage.engine
+        engine = getattr(study._storage, "_backend", study._storage).engine  # under Optuna's cache
         with engine.connect() as conn:
             conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": key})
             try:

@@ -1,0 +1,127 @@
+"""trainer.augment: batched affine augmentation and erasing, checked against torchvision."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torchvision.transforms import InterpolationMode
+from torchvision.transforms import functional as TF
+
+from space.spec import Augment
+from trainer.augment import affine_matrices, augment
+from trainer.data import load_train
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def digits() -> torch.Tensor:
+    return load_train(ROOT / "data").x[:64].float()  # (64, 1, 28, 28) on the 0..255 scale
+
+
+def _gen(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def test_all_zero_strengths_return_the_input_itself(digits):
+    assert augment(digits, Augment(), _gen()) is digits
+    u8 = digits.to(torch.uint8)
+    assert augment(u8, Augment(), _gen()) is u8
+
+
+@pytest.mark.parametrize("aug", [
+    Augment(rotate=30), Augment(translate=0.2), Augment(scale=0.3), Augment(shear=20),
+    Augment(crop_p=0.5, crop_size=20), Augment(erase_p=0.7),
+    Augment(rotate=15, translate=0.1, scale=0.1, shear=10, crop_p=0.1, erase_p=0.2),
+], ids=["rotate", "translate", "scale", "shear", "crop", "erase", "all"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.uint8])
+def test_each_augmentation_keeps_shape_dtype_and_range_and_changes_the_images(digits, aug, dtype):
+    x = digits.to(dtype)
+    out = augment(x, aug, _gen())
+    assert out.shape == x.shape and out.dtype == x.dtype and out.device == x.device
+    assert out.float().min() >= -1e-3 and out.float().max() <= 255 + 1e-3
+    assert not torch.equal(out, x)
+    assert torch.equal(out, augment(x, aug, _gen()))          # the same generator state, the same batch
+    assert not torch.equal(out, augment(x, aug, _gen(1)))
+
+
+def test_rotation_matches_torchvision_rotate_of_the_same_images(digits):
+    """Each image turned by its own random angle equals torchvision's rotate by that angle (bilinear)."""
+    aug = Augment(rotate=40)
+    out = augment(digits, aug, _gen(7))
+    theta = affine_matrices(len(digits), aug, 28, 28, generator=_gen(7))  # the same draws
+    assert theta is not None
+    angles = torch.rad2deg(torch.atan2(theta[:, 1, 0], theta[:, 0, 0]))  # inverse map [[c, -s], [s, c]]
+    assert angles.abs().max() <= 40 and angles.abs().max() > 30 and (angles < 0).any()
+    ref = torch.stack([TF.rotate(img, float(a), interpolation=InterpolationMode.BILINEAR)
+                       for img, a in zip(digits, angles, strict=True)])
+    err = (out - ref).abs()
+    assert err.mean() < 0.05 and err.max() < 2.0  # pixels on a 0..255 scale: interpolation rounding only
+    # and it is a real rotation: the sign matters
+    wrong = torch.stack([TF.rotate(img, -float(a), interpolation=InterpolationMode.BILINEAR)
+                         for img, a in zip(digits, angles, strict=True)])
+    assert (out - wrong).abs().mean() > 5
+
+
+def test_the_crop_is_the_reference_centre_crop_resized_back(digits):
+    out = augment(digits, Augment(crop_p=1.0, crop_size=22), _gen())
+    ref = TF.resize(TF.center_crop(digits, [22, 22]), [28, 28], interpolation=InterpolationMode.BILINEAR,
+                    antialias=False)
+    inner = (slice(None), slice(None), slice(2, 26), slice(2, 26))  # borders differ: zero fill vs edge clamp
+    assert (out - ref)[inner].abs().max() < 0.01
+    assert (out - ref).abs().mean() < 0.2
+
+
+def test_translation_by_a_fraction_of_the_side_moves_the_centre_of_mass(digits):
+    out = augment(digits, Augment(translate=0.1), _gen(3))
+    theta = affine_matrices(len(digits), Augment(translate=0.1), 28, 28, generator=_gen(3))
+    assert theta is not None
+    shift_px = -theta[:, :, 2] * 14                       # (B, 2) forward shift in pixels, x then y
+    assert shift_px.abs().max() <= 2.8 + 1e-5
+    grid = torch.arange(28.0)
+
+    def centre(x: torch.Tensor) -> torch.Tensor:  # (B, 2) centre of mass, x then y
+        m = x[:, 0]
+        return torch.stack([(m.sum(1) * grid).sum(1), (m.sum(2) * grid).sum(1)], 1) / m.sum((1, 2))[:, None]
+
+    err = (centre(out) - centre(digits) - shift_px).abs()  # (B, 2)
+    assert err.median() < 0.05 and err.max() < 1.0  # a digit near the edge may lose some ink off the side
+
+
+def test_erasing_zeroes_one_rectangle_of_the_documented_size():
+    x = torch.full((256, 1, 28, 28), 255.0)
+    out = augment(x, Augment(erase_p=1.0), _gen())
+    zero = out[:, 0] == 0                                  # (B, H, W)
+    rows, cols = zero.any(2), zero.any(1)                 # (B, H), (B, W)
+    area = zero.sum((1, 2)).float()
+    assert torch.equal(area, rows.sum(1).float() * cols.sum(1).float())  # a rectangle
+    assert area.min() >= 1 and (area / 784).max() <= 0.40 and (area / 784).mean() > 0.05
+    assert torch.equal(augment(x, Augment(erase_p=0.5), _gen())[:, 0].eq(0).any((1, 2)).float().mean()
+                       .round(decimals=1), torch.tensor(0.5))
+
+
+def test_the_whole_batch_is_one_grid_sample(digits, monkeypatch):
+    calls = []
+    real = F.grid_sample
+
+    def counting(*a, **k):
+        calls.append(a[0].shape)
+        return real(*a, **k)
+
+    monkeypatch.setattr(F, "grid_sample", counting)
+    augment(digits, Augment(rotate=15, translate=0.1, scale=0.1, shear=5, crop_p=0.1), _gen())
+    assert calls == [digits.shape]
+    calls.clear()
+    augment(digits, Augment(erase_p=0.5), _gen())  # erasing alone resamples nothing
+    assert calls == []
+
+
+def test_the_identity_matrix_when_every_strength_is_at_its_zero_draw():
+    """A 0-degree, 0-shift, scale-1 transform is exactly the identity (no half-pixel offset)."""
+    theta = affine_matrices(4, Augment(rotate=1e-9, scale=1e-9), 28, 28, generator=_gen())
+    assert theta is not None
+    assert torch.allclose(theta, torch.tensor([[1.0, 0, 0], [0, 1, 0]]).expand(4, 2, 3), atol=1e-6)
+    assert affine_matrices(4, Augment(erase_p=0.5), 28, 28) is None
