@@ -14,6 +14,7 @@ import shlex
 import signal
 import subprocess
 import sys
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -404,6 +405,10 @@ def _summary(study: Any, args: argparse.Namespace) -> Path | None:
     return out
 
 
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def _check_writable(out: Path) -> None:
     """Refuse an output that cannot be written before any work is done."""
     import tempfile
@@ -429,7 +434,20 @@ def _check_writable(out: Path) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as e:  # --help, or a bad flag (one line already printed)
+        return int(e.code or 0)
+    if threading.current_thread() is not threading.main_thread():
+        return _main(args, argv)
+    old = signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM (a scheduler's stop) ends like Ctrl-C
+    try:
+        return _main(args, argv)
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+def _main(args: argparse.Namespace, argv: list[str]) -> int:
     from space.spec import SpecError
 
     try:
