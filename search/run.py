@@ -154,16 +154,18 @@ def _alive(pid: int) -> bool:
 def _enqueue_zoo(study: Any, budget: int, epochs: int) -> list[str]:
     import dataclasses
 
+    import space
+    from search.export import with_epochs
     from space.analysis import count_params
     from space.io import dumps, load
 
     done = {t.user_attrs.get("zoo") for t in study.get_trials(deepcopy=False)}
     added = []
-    for path in sorted((Path(__file__).resolve().parent.parent / "space" / "zoo").glob("*.yaml")):
+    for path in sorted((Path(space.__file__).parent / "zoo").glob("*.yaml")):
         spec = load(path)
         if count_params(spec) > budget or path.stem in done:
             continue
-        spec = dataclasses.replace(spec, recipe=dataclasses.replace(spec.recipe, epochs=epochs), info={})
+        spec = dataclasses.replace(with_epochs(spec, epochs), info={})  # its own recipe, at the search's length
         study.enqueue_trial({}, user_attrs={"zoo": path.stem, "spec": dumps(spec, header=False)})
         added.append(path.stem)
     return added
@@ -305,6 +307,9 @@ def _worker_loop(args: argparse.Namespace, study: Any, objective: Any, printer: 
     from search.storage import claim_lock, heartbeat, is_rdb
 
     rdb = is_rdb(args.storage)
+    # we run Optuna's heartbeats ourselves (storage.heartbeat), around ask/tell rather than Study.optimize
+    warnings.filterwarnings("ignore", "Heartbeat of storage is supposed to be used", UserWarning)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     while True:
         if args.deadline and time.time() >= args.deadline:
             return
@@ -377,6 +382,7 @@ def _spawn_workers(args: argparse.Namespace, argv: Sequence[str], printer: Print
 
 def _summary(study: Any, args: argparse.Namespace) -> Path | None:
     from search.export import export_best
+    from search.storage import mask_url
 
     trials = study.get_trials(deepcopy=False)
     states: dict[str, int] = {}
@@ -401,7 +407,7 @@ def _summary(study: Any, args: argparse.Namespace) -> Path | None:
     done = annotate(study, args.storage, args.artifact_dir, weights=best.user_attrs.get("weights"))
     for line in done.lines():
         print(f"dashboard {line}")
-    print(f"review: optuna-dashboard {shlex.quote(args.storage)} --artifact-dir {shlex.quote(args.artifact_dir)}")
+    print(f"review: optuna-dashboard {shlex.quote(mask_url(args.storage))} --artifact-dir {shlex.quote(args.artifact_dir)}")
     return out
 
 
@@ -503,7 +509,7 @@ def _main(args: argparse.Namespace, argv: list[str]) -> int:
     except KeyboardInterrupt:
         if not args.worker:
             print(f"\ninterrupted: the running trial was recorded as failed and queued again.\n"
-                  f"resume with: python -m search.run {shlex.join(_resume_argv(argv))}", file=sys.stderr)
+                  f"resume with: python -m search.run {shlex.join(mask_url(a) for a in _resume_argv(argv))}", file=sys.stderr)
         return 130
     except SpecError as e:
         print(f"error: {e}", file=sys.stderr)
