@@ -363,7 +363,10 @@ def _spawn_workers(args: argparse.Namespace, argv: Sequence[str], printer: Print
            "--study-name", args.study_name, "--storage", args.storage]
     if args.deadline:
         cmd += ["--deadline", str(args.deadline)]
-    procs = [subprocess.Popen(cmd) for _ in range(args.jobs)]
+    env = dict(os.environ)
+    if "CNNSEARCH_THREADS" not in env:  # share the cores: busy-waiting OpenMP threads of N workers thrash
+        env["CNNSEARCH_THREADS"] = str(max(1, (os.cpu_count() or 1) // args.jobs))
+    procs = [subprocess.Popen(cmd, env=env) for _ in range(args.jobs)]
     try:
         while any(p.poll() is None for p in procs):
             time.sleep(1.0)

@@ -125,3 +125,24 @@ def test_the_identity_matrix_when_every_strength_is_at_its_zero_draw():
     assert theta is not None
     assert torch.allclose(theta, torch.tensor([[1.0, 0, 0], [0, 1, 0]]).expand(4, 2, 3), atol=1e-6)
     assert affine_matrices(4, Augment(erase_p=0.5), 28, 28) is None
+
+
+def test_rotation_of_non_square_images_matches_torchvision_too():
+    x = torch.zeros(8, 1, 20, 32)
+    x[:, :, 6:14, 10:22] = 200.0  # a bar: its corners show any distortion of the angles
+    out = augment(x, Augment(rotate=30), _gen(2))
+    theta = affine_matrices(8, Augment(rotate=30), 20, 32, generator=_gen(2))
+    assert theta is not None
+    angles = torch.rad2deg(torch.atan2(theta[:, 1, 0] * 20 / 32, theta[:, 0, 0]))  # undo D^-1 . D
+    ref = torch.stack([TF.rotate(img, float(a), interpolation=InterpolationMode.BILINEAR)
+                       for img, a in zip(x, angles, strict=True)])
+    assert (out - ref).abs().max() < 2.0
+
+
+@pytest.mark.parametrize("h, w", [(28, 28), (20, 32)])
+def test_the_sampling_grid_is_affine_grids(h, w):
+    from trainer.augment import _affine_grid
+
+    theta = torch.randn(5, 2, 3, generator=_gen())
+    want = F.affine_grid(theta, [5, 1, h, w], align_corners=False)
+    assert torch.allclose(_affine_grid(theta, h, w), want, atol=1e-6)

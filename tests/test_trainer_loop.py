@@ -211,3 +211,11 @@ def test_a_device_that_is_not_there_is_a_value_error():
     with pytest.raises(ValueError, match="CUDA is not available"):
         loop.resolve_device("cuda")
     assert loop.resolve_device(None) == torch.device("cpu")
+
+
+def test_the_trainer_does_not_import_optuna():
+    import subprocess
+    import sys
+
+    code = "import sys, trainer, trainer.train; sys.exit('optuna' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], cwd=ROOT).returncode == 0

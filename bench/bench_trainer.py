@@ -1,0 +1,147 @@
+"""Our trainer against the reference pipeline, side by side in one run (a benchmark, not a test).
+
+    python bench/bench_trainer.py [--epochs 2] [--device D] [--train-limit N]
+        [--data-dir DIR] [--reference PATH] [--order ours-first|reference-first]
+
+Both train ``space/zoo/seed000_19642.yaml`` (the reference's network, 19,642
+parameters) with its recipe: SGD 0.01 / momentum 0.9 / weight decay 1e-4,
+batch 128, StepLR(10, 0.1), 10% centre crop 22 -> 28, rotation +-15 degrees,
+on the same training images (all 60,000 or the first N) and device, and
+evaluate on the 10,000 test images after each epoch, as the reference does.
+The reference (``../shared/reference/seed_baseline.py`` from the repository
+root, or ``--reference``) runs as a subprocess, unchanged.
+
+Printed: the training seconds of each epoch for each (evaluation excluded, as
+the reference counts it) and their ratio, reference / ours.  The machine may
+be shared: run it when it is quiet, and read the medians.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import gzip
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+
+from space.build import build  # noqa: E402
+from space.io import load  # noqa: E402
+from trainer.data import FILES, load_test, load_train, resolve_data_dir  # noqa: E402
+from trainer.loop import fit, resolve_device  # noqa: E402
+
+SPEC = ROOT / "space" / "zoo" / "seed000_19642.yaml"
+REFERENCE = ROOT.parent / "shared" / "reference" / "seed_baseline.py"
+
+
+def _reference_data(root: Path, tmp: Path) -> Path:
+    """A folder the reference can read: torchvision wants the four files uncompressed in MNIST/raw/."""
+    raw = root / "MNIST" / "raw"
+    if all((raw / f).is_file() for f in FILES):
+        return root
+    out = tmp / "MNIST" / "raw"
+    out.mkdir(parents=True)
+    for f in FILES:
+        for src in (raw / f, raw / f"{f}.gz", root / f, root / f"{f}.gz"):
+            if src.is_file():
+                opener = gzip.open if src.suffix == ".gz" else open
+                with opener(src, "rb") as fin, open(out / f, "wb") as fout:
+                    shutil.copyfileobj(fin, fout)
+                break
+    return tmp
+
+
+def run_ours(epochs: int, device: torch.device, data_dir: Path, limit: int | None) -> list[dict[str, float]]:
+    spec = load(SPEC)
+    train = load_train(data_dir).head(limit).to(device)
+    test = load_test(data_dir).to(device)
+    recipe = dataclasses.replace(spec.recipe, epochs=epochs)
+    torch.manual_seed(1)
+    model = build(spec)
+
+    def report(epoch: int, m: dict[str, float]) -> None:
+        print(f"  ours       epoch {epoch}: train {m['train_seconds']:6.2f} s  ({m['images_per_second']:7,.0f} img/s)"
+              f"  epoch {m['seconds']:6.2f} s  test acc {100 * m['val_acc']:.2f}%", flush=True)
+
+    result = fit(model, train, recipe, device, report, eval_data=test)
+    if not result.ok:
+        raise SystemExit(f"bench: our run failed: {result.status}: {result.message}")
+    return result.epochs
+
+
+def run_reference(script: Path, epochs: int, device: torch.device, data_dir: Path,
+                  limit: int | None) -> list[dict[str, float]]:
+    cmd = [sys.executable, str(script), "--data-dir", str(data_dir), "--epochs", str(epochs),
+           "--device", str(device), "--train-limit", str(limit or 0)]
+    records = []
+    t_last = time.perf_counter()
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, cwd=str(ROOT)) as proc:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            now = time.perf_counter()
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                print(f"  reference: {line.rstrip()}")
+                continue
+            rec["wall_seconds"] = now - t_last  # between lines: the epoch with its evaluation (+ start-up, first)
+            t_last = now
+            records.append(rec)
+            print(f"  reference  epoch {rec['epoch']}: train {rec['train_seconds']:6.2f} s  "
+                  f"({rec['train_images_per_second']:7,.0f} img/s)  wall {rec['wall_seconds']:6.2f} s  "
+                  f"test acc {100 * rec['test_accuracy']:.2f}%", flush=True)
+    if proc.returncode:
+        raise SystemExit(f"bench: the reference exited with status {proc.returncode}")
+    return records
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--epochs", type=int, default=2)
+    p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    p.add_argument("--train-limit", type=int, default=0, help="the first N training images (0: all 60,000)")
+    p.add_argument("--data-dir", help="default: $CNNSEARCH_DATA, then the project's data/")
+    p.add_argument("--reference", type=Path, default=REFERENCE, help=f"default: {REFERENCE}")
+    p.add_argument("--order", choices=("ours-first", "reference-first"), default="ours-first")
+    a = p.parse_args(argv)
+    if not a.reference.is_file():
+        p.error(f"no reference script at {a.reference} (pass --reference PATH)")
+    device = resolve_device(a.device)
+    root = resolve_data_dir(a.data_dir)
+    limit = a.train_limit or None
+    print(f"bench: {SPEC.name}, {a.epochs} epoch(s), {limit or 60000:,} training images, batch 128, on {device}; "
+          f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs, "
+          f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(unset)')} (both runs, inherited); "
+          f"load {os.getloadavg()[0]:.2f}", flush=True)
+    with tempfile.TemporaryDirectory(prefix="bench-mnist-") as tmp:
+        ref_dir = _reference_data(root, Path(tmp))
+        ours = ref = []
+        for who in (("ours", "reference") if a.order == "ours-first" else ("reference", "ours")):
+            if who == "ours":
+                ours = run_ours(a.epochs, device, root, limit)
+            else:
+                ref = run_reference(a.reference, a.epochs, device, ref_dir, limit)
+    t_ours = [m["train_seconds"] for m in ours]
+    t_ref = [r["train_seconds"] for r in ref]
+    print("\nepoch  reference train s  ours train s  ratio (reference/ours)")
+    for i, (r, o) in enumerate(zip(t_ref, t_ours, strict=True), 1):
+        print(f"{i:>5}  {r:17.2f}  {o:12.2f}  {r / o:5.2f}x")
+    mr, mo = statistics.median(t_ref), statistics.median(t_ours)
+    print(f"median {mr:16.2f}  {mo:12.2f}  {mr / mo:5.2f}x   (load now {os.getloadavg()[0]:.2f})")
+    print(f"ours, whole epoch with test evaluation: median {statistics.median(m['seconds'] for m in ours):.2f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

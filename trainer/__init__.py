@@ -1,0 +1,27 @@
+"""The trainer: MNIST on the training device, batched augmentation, and the loop every trial runs.
+
+    from trainer import load_splits, fit
+    data = load_splits(device=dev)                 # train / val; never the test set
+    torch.manual_seed(spec.recipe.seed)
+    result = fit(build(spec), data, spec.recipe, dev, report=lambda epoch, m: ...)
+
+It knows nothing of Optuna (``report`` is a plain callback).
+
+On a shared machine, where another process keeps a core busy, PyTorch's
+OpenMP threads spin at every barrier waiting for the descheduled one: a
+training step of the seed network took 178 ms with 2 threads instead of 53
+ms on an idle machine.  Measured remedies, chosen by whoever starts the
+process (the thread count changes the numerics, so it is never adapted behind
+the caller's back): ``CNNSEARCH_THREADS=1`` (or ``fit(threads=1)``), about
+80-100 ms then; or ``OMP_WAIT_POLICY=PASSIVE`` in the environment, 100 ms
+when contended but 80 ms instead of 53 ms when idle.
+"""
+
+from trainer.augment import augment
+from trainer.data import DataError, Split, Splits, load_splits, load_test, load_train, split
+from trainer.loop import METRICS, Evaluation, FitResult, evaluate, fit, resolve_device
+
+__all__ = [
+    "augment", "DataError", "Split", "Splits", "load_splits", "load_test", "load_train", "split",
+    "METRICS", "Evaluation", "FitResult", "evaluate", "fit", "resolve_device",
+]

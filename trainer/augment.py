@@ -1,0 +1,134 @@
+"""Batched augmentation on the training device: one affine resampling per batch, then optional erasing.
+
+Rotation, translation, scale, shear and the reference documents' centre crop
+(``crop_size`` pixels, resized back to full size) are folded into one 2 x 3
+matrix per image and applied with a single sampling grid / ``grid_sample``
+(bilinear, zero fill).  Random numbers come from one ``torch.Generator`` on the
+batch's device; there is no per-image Python and no PIL.
+
+Images must still be on the pixel scale with a zero background (augment
+before normalising): the zero fill of the resampling, and of erasing, is then
+background, as in torchvision's ``RandomRotation(fill=0)`` on PIL images.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import torch
+import torch.nn.functional as F
+
+from space.spec import Augment
+
+__all__ = ["augment", "affine_matrices"]
+
+# random erasing, as torchvision.transforms.RandomErasing
+_ERASE_AREA = (0.02, 0.33)
+_ERASE_LOG_RATIO = (math.log(0.3), math.log(3.3))
+
+
+def affine_matrices(n: int, aug: Augment, height: int, width: int, *, generator: torch.Generator | None = None,
+                    device: str | torch.device = "cpu") -> torch.Tensor | None:
+    """``affine_grid`` matrices (n, 2, 3) for ``n`` random draws, or None when no affine part is on.
+
+    The forward map of each image, in pixels about the centre, is
+    ``T + R(angle) Sh(shear) S(scale) Z(crop)``: the crop's zoom first, as in
+    the reference's CenterCrop + Resize before RandomRotation.  The matrices
+    are its inverse (output -> input), in ``affine_grid``'s normalised
+    coordinates (``align_corners=False``).  A positive angle turns the image
+    counter-clockwise, as torchvision's ``rotate`` does.
+    """
+    if not (aug.rotate or aug.translate or aug.scale or aug.shear or aug.crop_p):
+        return None
+    u = torch.rand(n, 6, generator=generator, device=device)  # (n, 6) uniforms in [0, 1)
+    signed = 2 * u - 1                                          # (n, 6) in [-1, 1)
+    one = torch.ones(n, device=device)
+    zero = torch.zeros(n, device=device)
+
+    inv = torch.eye(2, device=device).expand(n, 2, 2)  # (n, 2, 2) output -> input, pixel units
+    if aug.crop_p:  # zoom by side / crop_size about the centre; its inverse shrinks
+        crop = u[:, 0] < aug.crop_p
+        zx = torch.where(crop, aug.crop_size / width, one)
+        zy = torch.where(crop, aug.crop_size / height, one)
+        inv = torch.diag_embed(torch.stack([zx, zy], 1))
+    if aug.scale:
+        s = 1 + aug.scale * signed[:, 1]  # (n,) in [1 - scale, 1 + scale)
+        inv = inv / s[:, None, None]
+    if aug.shear:
+        t = torch.tan(torch.deg2rad(aug.shear * signed[:, 2]))
+        inv = inv @ torch.stack([torch.stack([one, -t], 1), torch.stack([zero, one], 1)], 1)
+    if aug.rotate:
+        a = torch.deg2rad(aug.rotate * signed[:, 3])
+        c, s_ = torch.cos(a), torch.sin(a)
+        # forward (x right, y down): [[c, s], [-s, c]]; the inverse is its transpose
+        inv = inv @ torch.stack([torch.stack([c, -s_], 1), torch.stack([s_, c], 1)], 1)
+    # pixels about the centre -> normalised coordinates: p_norm = D^-1 p_pix, D = diag(W/2, H/2)
+    if height != width:
+        inv = inv * torch.tensor([[1.0, height / width], [width / height, 1.0]]).to(device)  # D^-1 inv D
+    if not aug.translate:
+        return torch.cat([inv, torch.zeros(n, 2, 1, device=device)], 2)  # (n, 2, 3)
+    # a shift of a fraction f of the side is 2 f in normalised units; the inverse undoes it after the rest
+    shift = 2 * aug.translate * signed[:, 4:6, None]                     # (n, 2, 1)
+    return torch.cat([inv, -(inv @ shift)], 2)                           # (n, 2, 3)
+
+
+@functools.lru_cache(maxsize=8)
+def _base_grid(height: int, width: int, device: torch.device) -> torch.Tensor:
+    """Pixel centres in normalised coordinates, homogeneous: (H * W, 3) rows of (x, y, 1)."""
+    xs = (torch.arange(width, dtype=torch.float32, device=device) * 2 + 1) / width - 1   # (W,)
+    ys = (torch.arange(height, dtype=torch.float32, device=device) * 2 + 1) / height - 1  # (H,)
+    return torch.stack([xs.expand(height, width), ys[:, None].expand(height, width),
+                        torch.ones(height, width, device=device)], -1).reshape(height * width, 3)
+
+
+def _affine_grid(theta: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """``F.affine_grid(theta, (B, C, H, W), align_corners=False)`` as one small GEMM.
+
+    affine_grid runs a batched (B, H*W, 3) x (B, 3, 2) product, which took 1.9 ms for
+    a batch of 128 on 2 CPU cores; (H*W, 3) x (3, B*2) takes 0.1 ms.
+    """
+    n = theta.shape[0]
+    base = _base_grid(height, width, theta.device)                                  # (H*W, 3)
+    grid = base @ theta.reshape(n * 2, 3).T                                         # (H*W, B*2)
+    return grid.reshape(height, width, n, 2).permute(2, 0, 1, 3).contiguous()      # (B, H, W, 2)
+
+
+def _erase(x: torch.Tensor, p: float, generator: torch.Generator | None) -> torch.Tensor:
+    """Zero one random rectangle in each image with probability ``p`` (area 2..33%, aspect 0.3..3.3)."""
+    n, _, h, w = x.shape
+    u = torch.rand(n, 5, generator=generator, device=x.device)  # (n, 5)
+    area = (_ERASE_AREA[0] + (_ERASE_AREA[1] - _ERASE_AREA[0]) * u[:, 0]) * (h * w)
+    ratio = torch.exp(_ERASE_LOG_RATIO[0] + (_ERASE_LOG_RATIO[1] - _ERASE_LOG_RATIO[0]) * u[:, 1])
+    eh = torch.sqrt(area * ratio).round().clamp(1, h)             # (n,)
+    ew = torch.sqrt(area / ratio).round().clamp(1, w)             # (n,)
+    top = (u[:, 2] * (h - eh + 1)).floor()                        # (n,)
+    left = (u[:, 3] * (w - ew + 1)).floor()                       # (n,)
+    on = u[:, 4] < p                                              # (n,)
+    rows = torch.arange(h, device=x.device)[None, :]              # (1, H)
+    cols = torch.arange(w, device=x.device)[None, :]              # (1, W)
+    in_r = (rows >= top[:, None]) & (rows < (top + eh)[:, None])  # (n, H)
+    in_c = (cols >= left[:, None]) & (cols < (left + ew)[:, None])  # (n, W)
+    mask = (in_r[:, :, None] & in_c[:, None, :]) & on[:, None, None]  # (n, H, W)
+    return x.masked_fill(mask[:, None], 0)
+
+
+def augment(x: torch.Tensor, aug: Augment, generator: torch.Generator | None = None) -> torch.Tensor:
+    """A randomly augmented copy of ``x`` (B, C, H, W), same shape, dtype and device; ``x`` itself when all is off.
+
+    ``generator`` must live on ``x.device`` (None: the global generator).
+    Integer images are resampled in float32 and rounded back.
+    """
+    if aug.off:
+        return x
+    n, _, h, w = x.shape
+    out = x if x.is_floating_point() else x.float()
+    theta = affine_matrices(n, aug, h, w, generator=generator, device=x.device)
+    if theta is not None:
+        grid = _affine_grid(theta, h, w).to(out.dtype)  # (B, H, W, 2)
+        out = F.grid_sample(out, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    if aug.erase_p:
+        out = _erase(out, aug.erase_p, generator)
+    if not x.is_floating_point():
+        out = out.round().clamp(0, 255 if x.dtype == torch.uint8 else torch.iinfo(x.dtype).max).to(x.dtype)
+    return out

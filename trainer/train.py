@@ -1,0 +1,211 @@
+"""Train a spec with its recipe on all 60,000 training images, then measure it once on the test set.
+
+    python -m trainer.train SPEC.yaml [--epochs N] [--seeds K] [--device D]
+        [--data-dir DIR] [--dataset mnist|fashion] [--out PATH] [--train-limit N] [--compile]
+
+Seeds are ``recipe.seed + i`` for ``i < K``.  One line per epoch, then
+``test accuracy: 99.45% ± 0.03 (3 seeds)`` (mean ± sample standard deviation,
+in percentage points).  The result goes, atomically, to ``SPEC.result.json``
+beside the spec or to ``--out``.  A bad spec, data directory or argument gives
+one line on stderr and exit status 2, and nothing is written; a run that
+diverges or runs out of memory is recorded and gives exit status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any, NoReturn
+
+import torch
+
+from space.analysis import count_params
+from space.build import build
+from space.io import load, write_atomic
+from space.spec import NetSpec, SpecError
+from trainer.data import DATASETS, DataError, Split, load_test, load_train
+from trainer.loop import FitResult, cpu_threads, evaluate, fit, resolve_device
+
+__all__ = ["main"]
+
+
+class _UsageError(Exception):
+    pass
+
+
+class _Exit(Exception):
+    def __init__(self, status: int) -> None:
+        super().__init__(status)
+        self.status = status
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a usage error as one exception instead of exiting."""
+
+    def error(self, message: str) -> NoReturn:
+        raise _UsageError(message)
+
+    def exit(self, status: int = 0, message: str | None = None) -> NoReturn:
+        if message:
+            sys.stderr.write(message)
+        raise _Exit(status)
+
+
+def _count(name: str, lo: int) -> Any:
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be an integer, got {text!r}") from None
+        if v < lo:
+            raise argparse.ArgumentTypeError(f"{name} must be >= {lo}, got {v}")
+        return v
+    return parse
+
+
+def _parser() -> _Parser:
+    p = _Parser(prog="python -m trainer.train", description=__doc__.splitlines()[0])
+    p.add_argument("spec", help="the spec YAML file")
+    p.add_argument("--epochs", type=_count("--epochs", 1), help="override the recipe's epochs")
+    p.add_argument("--seeds", type=_count("--seeds", 1), default=1, help="train K times (default 1)")
+    p.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda when available)")
+    p.add_argument("--data-dir", help="folder holding MNIST/raw/ (default: $CNNSEARCH_DATA, then data/)")
+    p.add_argument("--dataset", choices=tuple(DATASETS), default="mnist")
+    p.add_argument("--out", help="the result JSON (default: SPEC.result.json beside the spec)")
+    p.add_argument("--train-limit", type=_count("--train-limit", 0), default=0,
+                   help="train on the first N training images only (0: all 60,000)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model (slow to start)")
+    return p
+
+
+def _one_line(e: BaseException) -> str:
+    return " ".join(str(e).split("\n"))
+
+
+class _Progress:
+    """An in-place bar on a terminal; nothing otherwise."""
+
+    def __init__(self, label: str, tty: bool) -> None:
+        self.label, self.tty, self.last = label, tty, 0.0
+
+    def __call__(self, step: int, steps: int) -> None:
+        now = time.monotonic()
+        if not self.tty or (now - self.last < 0.2 and step != steps):
+            return
+        self.last = now
+        done = 30 * step // steps
+        sys.stdout.write(f"\r{self.label} [{'#' * done}{'.' * (30 - done)}] {step}/{steps}")
+        sys.stdout.flush()
+
+    def clear(self) -> None:
+        if self.tty:
+            sys.stdout.write("\r\033[K")
+
+
+def _run(spec: NetSpec, seed: int, train: Split, test: Split, device: torch.device, epochs: int | None,
+         compile: bool, tag: str) -> tuple[FitResult, dict[str, float] | None]:
+    recipe = dataclasses.replace(spec.recipe, seed=seed)
+    total = epochs or recipe.epochs
+    torch.manual_seed(seed)
+    model = build(spec)
+    tty = sys.stdout.isatty()
+    bar = _Progress("", tty)
+
+    def report(epoch: int, m: dict[str, float]) -> None:
+        bar.clear()
+        print(f"{tag}epoch {epoch:>{len(str(total))}}/{total}  loss {m['train_loss']:.4f}  "
+              f"train {100 * m['train_acc']:.2f}%  {m['images_per_second']:,.0f} img/s  {m['seconds']:.1f} s",
+              flush=True)
+        bar.label = f"{tag}epoch {epoch + 1}/{total}"
+
+    bar.label = f"{tag}epoch 1/{total}"
+    result = fit(model, train, recipe, device, report, epochs=epochs, compile=compile, progress=bar)
+    bar.clear()
+    if not result.ok:
+        return result, None
+    ev = evaluate(model, test, device)
+    return result, {"test_acc": ev.acc, "test_loss": ev.loss}
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = _parser().parse_args(argv)
+    except _UsageError as e:
+        print(f"train: error: {_one_line(e)}", file=sys.stderr)
+        return 2
+    except _Exit as e:
+        return e.status
+
+    try:
+        spec = load(args.spec)
+        try:
+            device = resolve_device(args.device)
+        except (ValueError, RuntimeError) as e:  # a device torch does not know, or CUDA that is not here
+            raise _UsageError(f"--device: {_one_line(e)}") from None
+        threads = cpu_threads()
+        out = Path(args.out) if args.out else Path(args.spec).with_suffix(".result.json")
+        if not out.parent.is_dir():
+            raise _UsageError(f"--out: no such folder: {out.parent}")
+        if out.is_dir():
+            raise _UsageError(f"--out: is a folder: {out}")
+        train = load_train(args.data_dir, dataset=args.dataset).head(args.train_limit or None)
+        test = load_test(args.data_dir, dataset=args.dataset)
+    except (SpecError, DataError, _UsageError, ValueError) as e:
+        print(f"train: error: {_one_line(e)}", file=sys.stderr)
+        return 2
+    train, test = train.to(device), test.to(device)
+    if device.type == "cpu":
+        torch.set_num_threads(threads)  # fit sets it while training; the test evaluation runs the same way
+
+    seeds = [spec.recipe.seed + i for i in range(args.seeds)]
+    epochs = args.epochs or spec.recipe.epochs
+    print(f"{spec.name}: {count_params(spec):,} parameters, {len(train):,} training images, "
+          f"{epochs} epochs, {len(seeds)} seed{'s' * (len(seeds) > 1)}, on {device}", flush=True)
+    runs: list[dict[str, Any]] = []
+    for seed in seeds:
+        tag = f"seed {seed}  " if len(seeds) > 1 else ""
+        result, test_metrics = _run(spec, seed, train, test, device, args.epochs, args.compile, tag)
+        run: dict[str, Any] = {"seed": seed, "status": result.status, "message": result.message,
+                               "seconds": result.seconds, **(test_metrics or {}), "epochs": result.epochs}
+        runs.append(run)
+        if test_metrics is None:
+            print(f"train: {tag}{result.status}: {result.message}", file=sys.stderr)
+        elif len(seeds) > 1:
+            print(f"{tag}test accuracy: {100 * test_metrics['test_acc']:.2f}%", flush=True)
+
+    accs = [100 * r["test_acc"] for r in runs if r["status"] == "ok"]
+    mean = statistics.fmean(accs) if accs else None
+    std = statistics.stdev(accs) if len(accs) > 1 else 0.0 if accs else None
+    doc = {
+        "spec": str(args.spec),
+        "name": spec.name,
+        "params": count_params(spec),
+        "dataset": args.dataset,
+        "device": str(device),
+        "epochs": epochs,
+        "train_images": len(train),
+        "test_images": len(test),
+        "seeds": seeds,
+        "test_accuracy_mean": mean,   # percent
+        "test_accuracy_std": std,     # percentage points, sample standard deviation
+        "recipe": dataclasses.asdict(dataclasses.replace(spec.recipe, epochs=epochs)),
+        "runs": runs,
+        "torch": torch.__version__,
+        "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+    write_atomic(out, json.dumps(doc, indent=1) + "\n")
+    if mean is not None:
+        n = len(accs)
+        print(f"test accuracy: {mean:.2f}% ± {std:.2f} ({n} seed{'s' * (n > 1)})")
+    print(f"wrote {out}")
+    return 0 if len(accs) == len(runs) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
