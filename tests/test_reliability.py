@@ -192,3 +192,25 @@ def test_a_full_disk_at_export_is_one_line_exit_2(tmp_path, monkeypatch, capsys)
 def test_passwords_are_masked():
     assert mask_url("postgresql://bob:hunter2@db.example/x") == "postgresql://bob:***@db.example/x"
     assert mask_url("postgresql://bob@db/x") == "postgresql://bob@db/x"
+
+
+def test_out_of_memory_ends_the_trial_with_its_reason_and_the_study_goes_on(tmp_path, monkeypatch):
+    import torch
+
+    import trainer.loop
+    from search.run import main
+
+    real = trainer.loop.F.cross_entropy
+
+    def oom(*a, **k):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(trainer.loop.F, "cross_entropy", oom)
+    rc = main(["--budget", "5000", "--trials", "2", "--storage", str(tmp_path / "s.log"),
+               "--out", str(tmp_path / "b.yaml"), *TINY])
+    monkeypatch.setattr(trainer.loop.F, "cross_entropy", real)
+    assert rc == 0
+    study = optuna.load_study(study_name="budget-5000", storage=get_storage(str(tmp_path / "s.log")))
+    failed = study.get_trials(states=(TrialState.FAIL,))
+    assert len(failed) == 2
+    assert all(t.user_attrs["fail_reason"].startswith("oom: out of device memory") for t in failed)
