@@ -75,7 +75,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{args.train_limit} train images):")
         for pruner, r in rows.items():
             if pruner != "none":
-                print(f"  {pruner:<10} time x{r['seconds'] / base['seconds']:.2f}  epochs x{r['epochs'] / base['epochs']:.2f}"
+                print(f"  {pruner:<10} time x{r['seconds'] / base['seconds']:.2f}  "
+                      f"epochs x{r['epochs'] / base['epochs']:.2f}"
                       f"  best val {100 * (r['best'] - base['best']):+.2f} points")
     return 0
 

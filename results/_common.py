@@ -3,30 +3,24 @@ and the commented YAML an exported spec is written as."""
 
 from __future__ import annotations
 
-import argparse
 import datetime as _dt
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
+from search.run import Parser, positive_int  # one parser and one number type for every command
 from space.analysis import format_table
 from space.io import dumps, write_atomic
 from space.spec import NetSpec, SpecError
 
-__all__ = ["UsageError", "Parser", "storage_url", "open_study", "choose_trial", "render", "write_text",
+__all__ = ["UsageError", "Parser", "positive_int", "storage_url", "open_study", "choose_trial", "render", "write_text",
            "now_utc", "pct", "device", "run_main"]
 
 
 class UsageError(Exception):
     """Bad input from the command line: printed as one ``error:`` line, exit status 2."""
-
-
-class Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:  # one line, exit 2 (argparse prints usage and a traceback-free 2)
-        print(f"error: {message}", file=sys.stderr)
-        raise SystemExit(2)
 
 
 def storage_url(url: str | None) -> str:

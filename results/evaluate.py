@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from results._common import Parser, UsageError, now_utc, pct, render, run_main, write_text
+from results._common import Parser, UsageError, now_utc, pct, positive_int, render, run_main, write_text
 from space.spec import NetSpec
 
 __all__ = ["evaluate_spec", "json_path", "main"]
@@ -77,18 +77,6 @@ def evaluate_spec(spec: NetSpec, seeds: int = 3, *, data_dir: str | None = None,
     }
 
 
-def _positive(s: str) -> int:
-    import argparse
-
-    try:
-        v = int(s.replace("_", "").replace(",", ""))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {s!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {s!r}")
-    return v
-
-
 def _body(argv: Sequence[str] | None) -> int:
     import os
 
@@ -97,13 +85,13 @@ def _body(argv: Sequence[str] | None) -> int:
 
     p = Parser(prog="python -m results.evaluate", description=__doc__.splitlines()[0].split(": ", 1)[1])
     p.add_argument("spec", metavar="SPEC.yaml", help="an exported spec (python -m results.export)")
-    p.add_argument("--seeds", type=_positive, default=3, help="training runs with seeds recipe.seed, +1, ... (3)")
+    p.add_argument("--seeds", type=positive_int, default=3, help="training runs with seeds recipe.seed, +1, ... (3)")
     p.add_argument("--force", action="store_true", help="evaluate again although the spec has a test: section")
     p.add_argument("--json", metavar="FILE", help="the JSON summary (default: SPEC.test.json beside the spec)")
     p.add_argument("--data-dir", metavar="DIR", help="MNIST folder (default: $CNNSEARCH_DATA, else data/)")
     p.add_argument("--device", help="cuda or cpu (default: cuda when available)")
-    p.add_argument("--epochs", type=_positive, help="override the recipe's epochs (smoke tests)")
-    p.add_argument("--train-limit", type=_positive, metavar="N", help="train on the first N images (smoke tests)")
+    p.add_argument("--epochs", type=positive_int, help="override the recipe's epochs (smoke tests)")
+    p.add_argument("--train-limit", type=positive_int, metavar="N", help="train on the first N images (smoke tests)")
     args = p.parse_args(argv)
     path = Path(args.spec)
     spec = load(path)

@@ -15,7 +15,17 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from results._common import Parser, UsageError, choose_trial, open_study, pct, render, run_main, write_text
+from results._common import (
+    Parser,
+    UsageError,
+    choose_trial,
+    open_study,
+    pct,
+    positive_int,
+    render,
+    run_main,
+    write_text,
+)
 from space.spec import NetSpec
 
 __all__ = ["export", "main"]
@@ -28,18 +38,6 @@ def export(study: Any, trial: Any, out: str | Path, storage_url: str | None = No
     spec = trial_spec(study, trial, storage_url)
     write_text(out, render(spec))
     return spec
-
-
-def _positive(s: str) -> int:
-    import argparse
-
-    try:
-        v = int(s.replace("_", "").replace(",", ""))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {s!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {s!r}")
-    return v
 
 
 def _trial_number(s: str) -> int:
@@ -60,7 +58,7 @@ def build_parser() -> Parser:
     p.add_argument("--study", metavar="NAME", help="study name (default: the only study in the storage)")
     which = p.add_mutually_exclusive_group()
     which.add_argument("--trial", type=_trial_number, metavar="N", help="export trial N instead of the best")
-    which.add_argument("--max-params", type=_positive, metavar="P",
+    which.add_argument("--max-params", type=positive_int, metavar="P",
                        help="export the best trial with at most P parameters")
     p.add_argument("--out", metavar="FILE", required=True, help="the YAML file to write")
     p.add_argument("--verify", action="store_true",

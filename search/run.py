@@ -17,22 +17,26 @@ import sys
 import threading
 import time
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main", "build_parser", "Parser", "positive_int", "pareto_front"]
 
 PRUNERS = ("median", "hyperband", "none")
 SAMPLERS = ("tpe", "random")
 
 
-class _Parser(argparse.ArgumentParser):
+class Parser(argparse.ArgumentParser):
+    """argparse that reports a bad flag in one line and exits 2."""
+
     def error(self, message: str) -> None:  # one line, exit 2
         print(f"error: {message}", file=sys.stderr)
         raise SystemExit(2)
 
 
-def _positive_int(s: str) -> int:
+def positive_int(s: str) -> int:
+    """An argparse type: a positive integer (``20_000`` and ``20,000`` are read too)."""
     try:
         v = int(s.replace("_", "").replace(",", ""))
     except ValueError:
@@ -53,25 +57,26 @@ def _positive_float(s: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m search.run", description=__doc__.splitlines()[0].split(": ", 1)[1])
-    p.add_argument("--budget", type=_positive_int, required=True, help="hard cap on the number of parameters")
+    p = Parser(prog="python -m search.run", description=__doc__.splitlines()[0].split(": ", 1)[1])
+    p.add_argument("--budget", type=positive_int, required=True, help="hard cap on the number of parameters")
     p.add_argument("--space", metavar="FILE", help="YAML overriding entries of the default search space")
-    p.add_argument("--trials", type=_positive_int, default=40, help="finished trials the study should reach (40)")
+    p.add_argument("--trials", type=positive_int, default=40, help="finished trials the study should reach (40)")
     p.add_argument("--timeout", type=_positive_float, metavar="S", help="stop starting trials after S seconds")
-    p.add_argument("--jobs", type=_positive_int, default=1, help="worker processes on this host (1)")
+    p.add_argument("--jobs", type=positive_int, default=1, help="worker processes on this host (1)")
     p.add_argument("--storage", metavar="URL",
                    help="journal file path (default runs/cnnsearch.log) or postgresql://USER@HOST/DB")
     p.add_argument("--study-name", help="default: budget-<BUDGET>")
     p.add_argument("--sampler", choices=SAMPLERS, default="tpe")
     p.add_argument("--pruner", choices=PRUNERS, default="median")
     p.add_argument("--seed", type=int, default=0, help="sampler seed and training seed (0)")
-    p.add_argument("--epochs", type=_positive_int, default=15, help="epochs per trial (15)")
-    p.add_argument("--train-limit", type=_positive_int, metavar="N", help="train on the first N train-split images")
-    p.add_argument("--val", type=_positive_int, default=5000, help="validation images carved from train (5000)")
+    p.add_argument("--epochs", type=positive_int, default=15, help="epochs per trial (15)")
+    p.add_argument("--train-limit", type=positive_int, metavar="N", help="train on the first N train-split images")
+    p.add_argument("--val", type=positive_int, default=5000, help="validation images carved from train (5000)")
     p.add_argument("--device", help="cuda or cpu (default: cuda when available)")
-    p.add_argument("--data-dir", metavar="DIR", help="MNIST folder (also $CNNSEARCH_DATA; default: the project's data/)")
+    p.add_argument("--data-dir", metavar="DIR",
+                   help="MNIST folder (also $CNNSEARCH_DATA; default: the project's data/)")
     p.add_argument("--enqueue-zoo", action="store_true", help="start with the zoo networks that fit the budget")
-    p.add_argument("--export-epochs", type=_positive_int, metavar="N",
+    p.add_argument("--export-epochs", type=positive_int, metavar="N",
                    help="epochs in the exported recipe (default: --epochs); search short, re-train long")
     p.add_argument("--out", metavar="FILE", help="exported best spec (default runs/<study>/best.yaml)")
     p.add_argument("--artifact-dir", metavar="DIR",
@@ -351,7 +356,8 @@ def _run_one(study: Any, trial: Any, objective: Any, failed: type[Exception], he
             study.tell(trial, state=TrialState.FAIL)
             raise
         except Exception as e:  # a crash in one trial is recorded; the study goes on
-            trial.set_user_attr("fail_reason", f"error: {e.__class__.__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:500])
+            first = str(e).splitlines()[0] if str(e) else ""
+            trial.set_user_attr("fail_reason", f"error: {e.__class__.__name__}: {first}"[:500])
             study.tell(trial, state=TrialState.FAIL)
             return
     study.tell(trial, value)
@@ -391,7 +397,8 @@ def _summary(study: Any, args: argparse.Namespace) -> Path | None:
     states: dict[str, int] = {}
     for t in trials:
         states[t.state.name] = states.get(t.state.name, 0) + 1
-    print(f"\nstudy {args.study_name!r}: {len(trials)} trials ({', '.join(f'{v} {k.lower()}' for k, v in states.items())})")
+    counts = ", ".join(f"{v} {k.lower()}" for k, v in states.items())
+    print(f"\nstudy {args.study_name!r}: {len(trials)} trials ({counts})")
     best = _best(trials)
     if best is None:
         print("no trial completed yet: nothing to export")
@@ -410,7 +417,8 @@ def _summary(study: Any, args: argparse.Namespace) -> Path | None:
     done = annotate(study, args.storage, args.artifact_dir, weights=best.user_attrs.get("weights"))
     for line in done.lines():
         print(f"dashboard {line}")
-    print(f"review: optuna-dashboard {shlex.quote(mask_url(args.storage))} --artifact-dir {shlex.quote(args.artifact_dir)}")
+    print(f"review: optuna-dashboard {shlex.quote(mask_url(args.storage))} "
+          f"--artifact-dir {shlex.quote(args.artifact_dir)}")
     return out
 
 
@@ -512,7 +520,8 @@ def _main(args: argparse.Namespace, argv: list[str]) -> int:
     except KeyboardInterrupt:
         if not args.worker:
             print(f"\ninterrupted: the running trial was recorded as failed and queued again.\n"
-                  f"resume with: python -m search.run {shlex.join(mask_url(a) for a in _resume_argv(argv))}", file=sys.stderr)
+                  f"resume with: python -m search.run {shlex.join(mask_url(a) for a in _resume_argv(argv))}",
+                  file=sys.stderr)
         return 130
     except SpecError as e:
         print(f"error: {e}", file=sys.stderr)

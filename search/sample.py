@@ -15,10 +15,24 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from space.analysis import count_params
-from space.spec import (GAP, Act, Augment, BatchNorm, Conv, Dropout2d, Layer, Linear, MaxPool, NetSpec, Recipe,
-                        Residual, SepConv, SpecError)
 from search.searchspace import Dim, SearchSpace
+from space.analysis import count_params
+from space.spec import (
+    GAP,
+    Act,
+    Augment,
+    BatchNorm,
+    Conv,
+    Dropout2d,
+    Layer,
+    Linear,
+    MaxPool,
+    NetSpec,
+    Recipe,
+    Residual,
+    SepConv,
+    SpecError,
+)
 
 __all__ = ["Shape", "OverBudget", "sample", "sample_shape", "fit_to_budget", "make_spec", "smallest_params"]
 

@@ -12,8 +12,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from space.spec import (GAP, Act, BatchNorm, Conv, Dropout, Dropout2d, Flatten, Linear, MaxPool,
-                        Residual, SepConv, SpecError)
+from space.spec import (
+    GAP,
+    Act,
+    BatchNorm,
+    Conv,
+    Dropout,
+    Dropout2d,
+    Flatten,
+    Linear,
+    MaxPool,
+    Residual,
+    SepConv,
+    SpecError,
+)
 
 if TYPE_CHECKING:
     from space.spec import Layer, NetSpec

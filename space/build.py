@@ -5,8 +5,21 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from space.spec import (GAP, Act, BatchNorm, Conv, Dropout, Dropout2d, Flatten, Layer, Linear, MaxPool,
-                        NetSpec, Residual, SepConv)
+from space.spec import (
+    GAP,
+    Act,
+    BatchNorm,
+    Conv,
+    Dropout,
+    Dropout2d,
+    Flatten,
+    Layer,
+    Linear,
+    MaxPool,
+    NetSpec,
+    Residual,
+    SepConv,
+)
 
 __all__ = ["build", "Net", "ResidualBlock"]
 

@@ -46,13 +46,13 @@ class SpecError(ValueError):
         self.where = where
         super().__init__(f"{where}: {message}" if where else message)
 
-    def in_file(self, source: str) -> "SpecError":
+    def in_file(self, source: str) -> SpecError:
         """The same error, prefixed with the file it came from (``spec.yaml: layers[2]: ...``)."""
         err = SpecError(self.bare, self.where)
         err.args = (f"{source}: {self}",)
         return err
 
-    def at(self, where: str) -> "SpecError":
+    def at(self, where: str) -> SpecError:
         """The same error, located one level further out (``layers[2]`` + ``.out``)."""
         if not where:
             return self
@@ -254,7 +254,7 @@ class Residual:
     """``x + f(x)`` where ``f`` is the group of layers; the group must keep the shape."""
 
     kind: ClassVar[str] = "residual"
-    layers: tuple["Layer", ...] = ()
+    layers: tuple[Layer, ...] = ()
 
     def __post_init__(self) -> None:
         if isinstance(self.layers, list):

@@ -7,8 +7,8 @@ import sys
 
 import optuna
 import pytest
-
 from conftest import ROOT, TINY
+
 from results.export import main as export_main
 from search.run import main as search_main
 from search.storage import get_storage
@@ -18,7 +18,8 @@ from trainer.train import main as train_main
 SEED = (ROOT / "space" / "zoo" / "seed000_19642.yaml").read_text()
 SPECS = {
     "malformed YAML": ("layers: [{kind: conv, out: 4\n", "malformed YAML"),
-    "unknown layer kind": (SEED.replace("kind: gap", "kind: globalpool"), "layers[22]: unknown layer kind 'globalpool'"),
+    "unknown layer kind": (SEED.replace("kind: gap", "kind: globalpool"),
+                           "layers[22]: unknown layer kind 'globalpool'"),
     "unknown key": (SEED.replace("{kind: maxpool, k: 2}", "{kind: maxpool, k: 2, size: 2}", 1),
                     "layers[6]: unknown key 'size'"),
     "zero channels": (SEED.replace("out: 32", "out: 0", 1), "layers[8]: out must be >= 1, got 0"),

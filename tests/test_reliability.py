@@ -9,9 +9,9 @@ import uuid
 
 import optuna
 import pytest
+from conftest import ROOT, TINY, search_cmd
 from optuna.trial import TrialState
 
-from conftest import ROOT, TINY, search_cmd
 from search.run import _counts
 from search.storage import get_storage, mask_url
 

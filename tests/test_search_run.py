@@ -4,9 +4,9 @@ import subprocess
 
 import optuna
 import pytest
+from conftest import ROOT, TINY, search_cmd
 from optuna.trial import TrialState
 
-from conftest import ROOT, TINY, search_cmd
 from search.run import _counts, main
 from search.storage import get_storage
 from space.analysis import count_params
@@ -95,10 +95,10 @@ def test_enqueue_zoo_trains_the_zoo_networks_that_fit(tmp_path):
 
 
 def test_a_deterministic_pruner_prunes(tmp_path):
-    from search.objective import Objective
-    from search.searchspace import space_from_dict
     import torch
 
+    from search.objective import Objective
+    from search.searchspace import space_from_dict
     from trainer.data import load_splits
 
     data = load_splits(None, val=200, limit=300, seed=0, device="cpu")

@@ -5,8 +5,8 @@ import pickle
 
 import pytest
 import torch
-
 from conftest import TINY
+
 from search.run import main as search_main
 
 
@@ -16,12 +16,12 @@ class _Boom:
 
 
 def test_a_checkpoint_that_would_run_code_is_refused(tmp_path):
-    from space.io import load
+    from conftest import ROOT
+
     from space.build import build
+    from space.io import load
     from trainer.data import load_splits
     from trainer.loop import fit
-
-    from conftest import ROOT
 
     evil = tmp_path / "ckpt.pt"
     with open(evil, "wb") as f:
