@@ -2,9 +2,11 @@
 
 import optuna
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from search.sample import OverBudget, sample, smallest_params
-from search.searchspace import DEFAULT_SPACE, load_space, space_from_dict
+from search.searchspace import DEFAULT_SPACE, SearchSpace, load_space, space_from_dict
 from space.analysis import count_params
 from space.build import build
 from space.spec import SpecError
@@ -96,3 +98,34 @@ def test_bad_space_file_is_one_spec_error(tmp_path, text, needle):
 def test_default_space_round_trips():
     assert space_from_dict(space_from_dict().to_dict()) == space_from_dict()
     assert set(space_from_dict().to_dict()) == set(DEFAULT_SPACE)
+
+
+_scalars = st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6), st.floats(allow_nan=True),
+                     st.text(max_size=12), st.sampled_from(["sgd", "adam", "relu", "gap_conv", "choices", "low"]))
+_values = st.recursive(_scalars, lambda inner: st.one_of(st.lists(inner, max_size=4),
+                                                         st.dictionaries(st.text(max_size=8), inner, max_size=4)),
+                       max_leaves=12)
+_keys = st.one_of(st.sampled_from(sorted(DEFAULT_SPACE) + ["low", "high", "log", "choices"]), st.text(max_size=10))
+_entries = st.one_of(_values, st.fixed_dictionaries({}, optional={"low": _scalars, "high": _scalars, "log": _scalars,
+                                                                  "choices": st.lists(_scalars, max_size=4)}))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(_values, st.dictionaries(_keys, _entries, max_size=6)))
+def test_the_space_loader_raises_nothing_but_spec_error(data):
+    try:
+        space = space_from_dict(data)
+    except SpecError:
+        return
+    assert isinstance(space, SearchSpace)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.text(max_size=200))
+def test_the_space_file_reader_raises_nothing_but_spec_error(tmp_path_factory, text):
+    f = tmp_path_factory.mktemp("space") / "space.yaml"
+    f.write_text(text)
+    try:
+        load_space(f)
+    except SpecError:
+        pass
