@@ -133,13 +133,15 @@ def test_ctrl_c_marks_the_trial_prints_how_to_resume_and_exits_130(tmp_path):
                for t in study.get_trials())
 
 
-def test_a_nan_trial_is_recorded_and_the_study_goes_on(tmp_path, capsys):
+def test_a_nan_trial_is_recorded_and_the_study_goes_on(tmp_path, monkeypatch):
+    import trainer.loop
     from search.run import main
 
-    space = tmp_path / "space.yaml"
-    space.write_text("optimizer: sgd\nlr: 10000.0\nscheduler: none\nbatch_size: 32\n")
-    rc = main(["--budget", "5000", "--trials", "2", "--space", str(space), "--storage", str(tmp_path / "s.log"),
-               "--out", str(tmp_path / "b.yaml"), *TINY, "--epochs", "2", "--train-limit", "1000"])
+    real = trainer.loop.F.cross_entropy
+    monkeypatch.setattr(trainer.loop.F, "cross_entropy", lambda *a, **k: real(*a, **k) * float("nan"))
+    rc = main(["--budget", "5000", "--trials", "2", "--storage", str(tmp_path / "s.log"),
+               "--out", str(tmp_path / "b.yaml"), *TINY])
+    monkeypatch.setattr(trainer.loop.F, "cross_entropy", real)
     assert rc == 0
     study = optuna.load_study(study_name="budget-5000", storage=get_storage(str(tmp_path / "s.log")))
     failed = study.get_trials(states=(TrialState.FAIL,))
