@@ -15,6 +15,7 @@ from space.io import load
 
 ZOO = Path(__file__).resolve().parents[1] / "space" / "zoo"
 ZOO_FILES = sorted(ZOO.glob("*.yaml"))
+SEED_FILES = sorted(ZOO.glob("seed*.yaml"))  # from the reference documents; the others were found by the search
 
 # The counts the reference documents report for the networks whose layers they give.
 DOC_PARAMS = {
@@ -33,7 +34,7 @@ def _ids(paths: list[Path]) -> list[str]:
 
 
 def test_zoo_holds_every_documented_network() -> None:
-    assert sorted(p.name for p in ZOO_FILES) == sorted(DOC_PARAMS)
+    assert sorted(p.name for p in SEED_FILES) == sorted(DOC_PARAMS)
 
 
 @pytest.mark.parametrize("name,expected", sorted(DOC_PARAMS.items()))
@@ -54,7 +55,7 @@ def test_zoo_analytic_count_equals_built_module(path: Path) -> None:
     assert count_params(spec) == sum(p.numel() for p in build(spec).parameters())
 
 
-@pytest.mark.parametrize("path", ZOO_FILES, ids=_ids(ZOO_FILES))
+@pytest.mark.parametrize("path", SEED_FILES, ids=_ids(SEED_FILES))
 def test_zoo_file_names_its_source_document_and_notes(path: Path) -> None:
     spec = load(path)
     assert spec.name == path.stem
