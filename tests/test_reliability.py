@@ -133,18 +133,23 @@ def test_ctrl_c_marks_the_trial_prints_how_to_resume_and_exits_130(tmp_path):
                for t in study.get_trials())
 
 
-def test_a_nan_trial_is_recorded_and_the_study_goes_on(tmp_path, monkeypatch):
+def _search_with_loss(loss, tmp_path, monkeypatch):
+    """A 2-trial search whose training loss is ``loss(real_cross_entropy, *args)``; its failed trials."""
     import trainer.loop
     from search.run import main
 
     real = trainer.loop.F.cross_entropy
-    monkeypatch.setattr(trainer.loop.F, "cross_entropy", lambda *a, **k: real(*a, **k) * float("nan"))
+    monkeypatch.setattr(trainer.loop.F, "cross_entropy", lambda *a, **k: loss(real, *a, **k))
     rc = main(["--budget", "5000", "--trials", "2", "--storage", str(tmp_path / "s.log"),
                "--out", str(tmp_path / "b.yaml"), *TINY])
     monkeypatch.setattr(trainer.loop.F, "cross_entropy", real)
     assert rc == 0
     study = optuna.load_study(study_name="budget-5000", storage=get_storage(str(tmp_path / "s.log")))
-    failed = study.get_trials(states=(TrialState.FAIL,))
+    return study.get_trials(states=(TrialState.FAIL,))
+
+
+def test_a_nan_trial_is_recorded_and_the_study_goes_on(tmp_path, monkeypatch):
+    failed = _search_with_loss(lambda real, *a, **k: real(*a, **k) * float("nan"), tmp_path, monkeypatch)
     assert len(failed) == 2 and all(t.user_attrs["fail_reason"].startswith("nan") for t in failed)
     assert not (tmp_path / "b.yaml").exists()
 
@@ -199,20 +204,9 @@ def test_passwords_are_masked():
 def test_out_of_memory_ends_the_trial_with_its_reason_and_the_study_goes_on(tmp_path, monkeypatch):
     import torch
 
-    import trainer.loop
-    from search.run import main
-
-    real = trainer.loop.F.cross_entropy
-
-    def oom(*a, **k):
+    def oom(real, *a, **k):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
-    monkeypatch.setattr(trainer.loop.F, "cross_entropy", oom)
-    rc = main(["--budget", "5000", "--trials", "2", "--storage", str(tmp_path / "s.log"),
-               "--out", str(tmp_path / "b.yaml"), *TINY])
-    monkeypatch.setattr(trainer.loop.F, "cross_entropy", real)
-    assert rc == 0
-    study = optuna.load_study(study_name="budget-5000", storage=get_storage(str(tmp_path / "s.log")))
-    failed = study.get_trials(states=(TrialState.FAIL,))
+    failed = _search_with_loss(oom, tmp_path, monkeypatch)
     assert len(failed) == 2
     assert all(t.user_attrs["fail_reason"].startswith("oom: out of device memory") for t in failed)
