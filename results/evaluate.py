@@ -38,12 +38,9 @@ def evaluate_spec(spec: NetSpec, seeds: int = 3, *, data_dir: str | None = None,
     Returns the ``test:`` section: ``acc_mean``, ``acc_std`` (sample standard deviation; 0 for one seed),
     ``per_seed`` (seed, acc, loss, train_seconds) and how it was made.
     """
-    import torch
-
     from results._common import device as _device
-    from space.build import build
     from trainer.data import load_test, load_train
-    from trainer.loop import evaluate, fit
+    from trainer.train import train_and_test
 
     dev = _device(device)
     train = load_train(data_dir).head(train_limit)
@@ -53,13 +50,9 @@ def evaluate_spec(spec: NetSpec, seeds: int = 3, *, data_dir: str | None = None,
     rows = []
     for i in range(seeds):
         seed = spec.recipe.seed + i
-        recipe = dataclasses.replace(spec.recipe, seed=seed)
-        torch.manual_seed(seed)
-        model = build(spec)
-        result = fit(model, train, recipe, dev, eval_data=monitor, epochs=n_epochs)
-        if not result.ok:
+        result, ev = train_and_test(spec, seed, train, test, dev, eval_data=monitor, epochs=n_epochs)
+        if ev is None:  # the one look at the test set, for this seed, happens only after a finished run
             raise UsageError(f"training with seed {seed} failed: {result.status}: {result.message}")
-        ev = evaluate(model, test, dev)  # the one look at the test set, for this seed
         rows.append({"seed": seed, "acc": round(ev.acc, 5), "loss": round(ev.loss, 5),
                      "train_seconds": round(result.seconds, 1)})
         if log:

@@ -34,7 +34,7 @@ from typing import Any, ClassVar, Union
 __all__ = [
     "SpecError", "Conv", "SepConv", "BatchNorm", "Act", "MaxPool", "Dropout", "Dropout2d",
     "GAP", "Flatten", "Linear", "Residual", "Layer", "LAYER_KINDS", "Augment", "Recipe",
-    "NetSpec", "ACTIVATIONS", "OPTIMIZERS", "SCHEDULERS", "from_dict", "to_dict",
+    "NetSpec", "ACTIVATIONS", "OPTIMIZERS", "SCHEDULERS", "INTERPOLATIONS", "from_dict", "to_dict",
 ]
 
 
@@ -275,6 +275,7 @@ LAYER_KINDS: dict[str, type] = {cls.kind: cls for cls in _LAYER_TYPES}
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULERS = ("none", "step", "onecycle", "cosine")
+INTERPOLATIONS = ("bilinear", "nearest")  # augment.interp
 
 
 @dataclass(frozen=True)
@@ -285,7 +286,9 @@ class Augment:
     image side; scale: max relative zoom (0.2 gives 0.8..1.2); shear: max
     |angle| in degrees; crop_p: probability of the reference documents'
     centre-crop (``crop_size`` pixels) resized back to full size; erase_p:
-    probability of random erasing.
+    probability of random erasing; interp: how the one affine resampling reads
+    pixels, ``bilinear`` (smooth) or ``nearest`` (sharp edges kept, as
+    torchvision's ``RandomRotation`` does by default).
     """
 
     rotate: float = 0.0
@@ -295,6 +298,7 @@ class Augment:
     crop_p: float = 0.0
     crop_size: int = 22
     erase_p: float = 0.0
+    interp: str = "bilinear"
 
     def __post_init__(self) -> None:
         _float(self, "rotate", 0.0, 180.0)
@@ -304,6 +308,7 @@ class Augment:
         _float(self, "crop_p", 0.0, 1.0)
         _int(self, "crop_size", 1)
         _float(self, "erase_p", 0.0, 1.0)
+        _choice(self, "interp", INTERPOLATIONS)
 
     @property
     def off(self) -> bool:

@@ -42,8 +42,15 @@ _hooked = False
 
 @contextlib.contextmanager
 def watch_test_files() -> Iterator[list[str]]:
-    """Record, in this process, every open() of a path containing ``t10k`` while the block runs."""
+    """Record, in this process, every open() of a path containing ``t10k`` while the block runs.
+
+    The trainer's in-process cache of decoded files is emptied first: a test set that an earlier
+    test already read would otherwise be served without an open().
+    """
     global _hooked
+    import trainer.data
+
+    trainer.data._cache.clear()
     if not _hooked:  # audit hooks cannot be removed: install one, switched on and off
         sys.addaudithook(_audit)
         _hooked = True

@@ -16,6 +16,7 @@ from space.io import dumps, loads
 from space.spec import (
     ACTIVATIONS,
     GAP,
+    INTERPOLATIONS,
     OPTIMIZERS,
     SCHEDULERS,
     Act,
@@ -181,7 +182,7 @@ def recipes(draw: st.DrawFn) -> Recipe:
         augment=Augment(rotate=draw(st.floats(0.0, 180.0)), translate=draw(st.floats(0.0, 0.5)),
                         scale=draw(st.floats(0.0, 0.9)), shear=draw(st.floats(0.0, 60.0)),
                         crop_p=draw(st.floats(0.0, 1.0)), crop_size=draw(st.integers(1, 28)),
-                        erase_p=draw(st.floats(0.0, 1.0))),
+                        erase_p=draw(st.floats(0.0, 1.0)), interp=draw(st.sampled_from(INTERPOLATIONS))),
     )
 
 

@@ -66,6 +66,22 @@ def test_rotation_matches_torchvision_rotate_of_the_same_images(digits):
     assert (out - wrong).abs().mean() > 5
 
 
+def test_nearest_rotation_matches_torchvision_nearest_rotate_and_invents_no_pixel_values(digits):
+    """interp: nearest is torchvision's RandomRotation default: every output pixel is an input pixel or 0."""
+    aug = Augment(rotate=40, interp="nearest")
+    out = augment(digits, aug, _gen(7))
+    theta = affine_matrices(len(digits), aug, 28, 28, generator=_gen(7))
+    assert theta is not None
+    angles = torch.rad2deg(torch.atan2(theta[:, 1, 0], theta[:, 0, 0]))
+    ref = torch.stack([TF.rotate(img, float(a), interpolation=InterpolationMode.NEAREST)
+                       for img, a in zip(digits, angles, strict=True)])
+    assert (out != ref).float().mean() < 0.005  # only pixel centres that fall on a rounding boundary differ
+    for img, src in zip(out, digits, strict=True):
+        assert torch.isin(img.unique(), torch.cat([src.unique(), torch.zeros(1)])).all()
+    smooth = augment(digits, Augment(rotate=40), _gen(7))  # the same angles, bilinear: new in-between values
+    assert not torch.isin(smooth[0].unique(), torch.cat([digits[0].unique(), torch.zeros(1)])).all()
+
+
 def test_the_crop_is_the_reference_centre_crop_resized_back(digits):
     out = augment(digits, Augment(crop_p=1.0, crop_size=22), _gen())
     ref = TF.resize(TF.center_crop(digits, [22, 22]), [28, 28], interpolation=InterpolationMode.BILINEAR,

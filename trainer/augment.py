@@ -3,7 +3,7 @@
 Rotation, translation, scale, shear and the reference documents' centre crop
 (``crop_size`` pixels, resized back to full size) are folded into one 2 x 3
 matrix per image and applied with a single sampling grid / ``grid_sample``
-(bilinear, zero fill).  Random numbers come from one ``torch.Generator`` on the
+(bilinear or nearest, as ``aug.interp`` says; zero fill).  Random numbers come from one ``torch.Generator`` on the
 batch's device; there is no per-image Python and no PIL.
 
 Images must still be on the pixel scale with a zero background (augment
@@ -126,7 +126,7 @@ def augment(x: torch.Tensor, aug: Augment, generator: torch.Generator | None = N
     theta = affine_matrices(n, aug, h, w, generator=generator, device=x.device)
     if theta is not None:
         grid = _affine_grid(theta, h, w).to(out.dtype)  # (B, H, W, 2)
-        out = F.grid_sample(out, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+        out = F.grid_sample(out, grid, mode=aug.interp, padding_mode="zeros", align_corners=False)
     if aug.erase_p:
         out = _erase(out, aug.erase_p, generator)
     if not x.is_floating_point():

@@ -20,6 +20,7 @@ import json
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -30,9 +31,9 @@ from space.build import build
 from space.io import load, write_atomic
 from space.spec import NetSpec, SpecError
 from trainer.data import DATASETS, DataError, Split, load_test, load_train
-from trainer.loop import FitResult, cpu_threads, evaluate, fit, resolve_device
+from trainer.loop import Evaluation, FitResult, cpu_threads, evaluate, fit, resolve_device
 
-__all__ = ["main"]
+__all__ = ["train_and_test", "main"]
 
 
 class _UsageError(Exception):
@@ -108,14 +109,31 @@ class _Progress:
             sys.stdout.write("\r\033[K")
 
 
-def _run(spec: NetSpec, seed: int, train: Split, test: Split, device: torch.device, epochs: int | None,
-         compile: bool, tag: str) -> tuple[FitResult, dict[str, float] | None]:
+def train_and_test(spec: NetSpec, seed: int, train: Split, test: Split, device: str | torch.device | None = None,
+                   *, epochs: int | None = None, report: Callable[[int, dict[str, float]], None] | None = None,
+                   eval_data: Split | None = None, compile: bool = False,
+                   progress: Callable[[int, int], None] | None = None) -> tuple[FitResult, Evaluation | None]:
+    """A fresh network of ``spec``, trained with its recipe and ``seed`` on ``train``, measured once on ``test``.
+
+    The final evaluation of ``python -m trainer.train`` and ``python -m results.evaluate``: the
+    weights are drawn under ``torch.manual_seed(seed)`` and the recipe runs with ``seed``.  The
+    test evaluation is None when training stopped early (NaN loss, out of memory: see the
+    FitResult); ``test`` is never seen during training.
+    """
     recipe = dataclasses.replace(spec.recipe, seed=seed)
-    total = epochs or recipe.epochs
     torch.manual_seed(seed)
     model = build(spec)
-    tty = sys.stdout.isatty()
-    bar = _Progress("", tty)
+    result = fit(model, train, recipe, device, report, eval_data=eval_data, epochs=epochs, compile=compile,
+                 progress=progress)
+    if not result.ok:
+        return result, None
+    return result, evaluate(model, test, device)
+
+
+def _run(spec: NetSpec, seed: int, train: Split, test: Split, device: torch.device, epochs: int | None,
+         compile: bool, tag: str) -> tuple[FitResult, Evaluation | None]:
+    total = epochs or spec.recipe.epochs
+    bar = _Progress("", sys.stdout.isatty())
 
     def report(epoch: int, m: dict[str, float]) -> None:
         bar.clear()
@@ -125,12 +143,11 @@ def _run(spec: NetSpec, seed: int, train: Split, test: Split, device: torch.devi
         bar.label = f"{tag}epoch {epoch + 1}/{total}"
 
     bar.label = f"{tag}epoch 1/{total}"
-    result = fit(model, train, recipe, device, report, epochs=epochs, compile=compile, progress=bar)
-    bar.clear()
-    if not result.ok:
-        return result, None
-    ev = evaluate(model, test, device)
-    return result, {"test_acc": ev.acc, "test_loss": ev.loss}
+    try:
+        return train_and_test(spec, seed, train, test, device, epochs=epochs, report=report, compile=compile,
+                              progress=bar)
+    finally:
+        bar.clear()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -170,14 +187,15 @@ def main(argv: list[str] | None = None) -> int:
     runs: list[dict[str, Any]] = []
     for seed in seeds:
         tag = f"seed {seed}  " if len(seeds) > 1 else ""
-        result, test_metrics = _run(spec, seed, train, test, device, args.epochs, args.compile, tag)
+        result, ev = _run(spec, seed, train, test, device, args.epochs, args.compile, tag)
+        tested = {"test_acc": ev.acc, "test_loss": ev.loss} if ev else {}
         run: dict[str, Any] = {"seed": seed, "status": result.status, "message": result.message,
-                               "seconds": result.seconds, **(test_metrics or {}), "epochs": result.epochs}
+                               "seconds": result.seconds, **tested, "epochs": result.epochs}
         runs.append(run)
-        if test_metrics is None:
+        if ev is None:
             print(f"train: {tag}{result.status}: {result.message}", file=sys.stderr)
         elif len(seeds) > 1:
-            print(f"{tag}test accuracy: {100 * test_metrics['test_acc']:.2f}%", flush=True)
+            print(f"{tag}test accuracy: {100 * ev.acc:.2f}%", flush=True)
 
     accs = [100 * r["test_acc"] for r in runs if r["status"] == "ok"]
     mean = statistics.fmean(accs) if accs else None
