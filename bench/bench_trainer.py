@@ -1,7 +1,7 @@
 """Our trainer against the reference pipeline, side by side in one run (a benchmark, not a test).
 
     python bench/bench_trainer.py [--epochs 2] [--device D] [--train-limit N]
-        [--data-dir DIR] [--reference PATH] [--order ours-first|reference-first]
+        [--data-dir DIR] [--reference PATH] [--order ours-first|reference-first] [--workers N]
 
 Both train ``space/zoo/seed000_19642.yaml`` (the reference's network, 19,642
 parameters) with its recipe: SGD 0.01 / momentum 0.9 / weight decay 1e-4,
@@ -81,9 +81,9 @@ def run_ours(epochs: int, device: torch.device, data_dir: Path, limit: int | Non
 
 
 def run_reference(script: Path, epochs: int, device: torch.device, data_dir: Path,
-                  limit: int | None) -> list[dict[str, float]]:
+                  limit: int | None, workers: int) -> list[dict[str, float]]:
     cmd = [sys.executable, str(script), "--data-dir", str(data_dir), "--epochs", str(epochs),
-           "--device", str(device), "--train-limit", str(limit or 0)]
+           "--device", str(device), "--train-limit", str(limit or 0), "--workers", str(workers)]
     records = []
     t_last = time.perf_counter()
     with subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, cwd=str(ROOT)) as proc:
@@ -114,6 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data-dir", help="default: $CNNSEARCH_DATA, then the project's data/")
     p.add_argument("--reference", type=Path, default=REFERENCE, help=f"default: {REFERENCE}")
     p.add_argument("--order", choices=("ours-first", "reference-first"), default="ours-first")
+    p.add_argument("--workers", type=int, default=2,
+                   help="the reference's DataLoader workers (2, its default; a 16-core GPU machine: 12)")
     a = p.parse_args(argv)
     if not a.reference.is_file():
         p.error(f"no reference script at {a.reference} (pass --reference PATH)")
@@ -122,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     limit = a.train_limit or None
     print(f"bench: {SPEC.name}, {a.epochs} epoch(s), {limit or 60000:,} training images, batch 128, on {device}; "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs, "
+          f"reference workers {a.workers}, "
           f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(unset)')} (both runs, inherited); "
           f"load {os.getloadavg()[0]:.2f}", flush=True)
     with tempfile.TemporaryDirectory(prefix="bench-mnist-") as tmp:
@@ -131,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
             if who == "ours":
                 ours = run_ours(a.epochs, device, root, limit)
             else:
-                ref = run_reference(a.reference, a.epochs, device, ref_dir, limit)
+                ref = run_reference(a.reference, a.epochs, device, ref_dir, limit, a.workers)
     t_ours = [m["train_seconds"] for m in ours]
     t_ref = [r["train_seconds"] for r in ref]
     print("\nepoch  reference train s  ours train s  ratio (reference/ours)")

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from PIL import Image
+from torchvision import transforms as T
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms import functional as TF
 
@@ -80,6 +83,35 @@ def test_nearest_rotation_matches_torchvision_nearest_rotate_and_invents_no_pixe
         assert torch.isin(img.unique(), torch.cat([src.unique(), torch.zeros(1)])).all()
     smooth = augment(digits, Augment(rotate=40), _gen(7))  # the same angles, bilinear: new in-between values
     assert not torch.isin(smooth[0].unique(), torch.cat([digits[0].unique(), torch.zeros(1)])).all()
+
+
+def _pil(img: torch.Tensor) -> Image.Image:
+    return Image.fromarray(img[0].to(torch.uint8).numpy(), mode="L")
+
+
+def _from_pil(img: Image.Image) -> torch.Tensor:
+    return torch.from_numpy(np.array(img)).float()[None]  # (1, H, W)
+
+
+def test_nearest_rotation_is_the_reference_pipelines_pil_rotation(digits):
+    """The reference rotates PIL images (RandomRotation: nearest, fill 0); ours matches it pixel for pixel."""
+    aug = Augment(rotate=15, interp="nearest")
+    out = augment(digits, aug, _gen(3))
+    theta = affine_matrices(len(digits), aug, 28, 28, generator=_gen(3))
+    assert theta is not None
+    angles = torch.rad2deg(torch.atan2(theta[:, 1, 0], theta[:, 0, 0]))
+    ref = torch.stack([_from_pil(TF.rotate(_pil(img), float(a), interpolation=InterpolationMode.NEAREST, fill=0))
+                       for img, a in zip(digits, angles, strict=True)])
+    assert (out != ref).float().mean() < 1e-3
+
+
+def test_bilinear_crop_is_the_reference_pipelines_pil_crop_and_resize(digits):
+    """CenterCrop(22) then Resize((28, 28)) on PIL images, as the reference does, against our zoom."""
+    out = augment(digits, Augment(crop_p=1.0, crop_size=22), _gen())
+    tf = T.Compose([T.CenterCrop(22), T.Resize((28, 28))])
+    ref = torch.stack([_from_pil(tf(_pil(img))) for img in digits])
+    err = (out - ref).abs()
+    assert err.mean() < 0.5  # grey levels of 255: PIL rounds to bytes, and its bilinear differs at the edges
 
 
 def test_the_crop_is_the_reference_centre_crop_resized_back(digits):

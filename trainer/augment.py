@@ -3,8 +3,9 @@
 Rotation, translation, scale, shear and the reference documents' centre crop
 (``crop_size`` pixels, resized back to full size) are folded into one 2 x 3
 matrix per image and applied with a single sampling grid / ``grid_sample``
-(bilinear or nearest, as ``aug.interp`` says; zero fill).  Random numbers come from one ``torch.Generator`` on the
-batch's device; there is no per-image Python and no PIL.
+(bilinear or nearest, as ``aug.interp`` says; zero fill).  Random numbers
+come from one ``torch.Generator`` on the batch's device; there is no
+per-image Python and no PIL.
 
 Images must still be on the pixel scale with a zero background (augment
 before normalising): the zero fill of the resampling, and of erasing, is then
