@@ -113,10 +113,16 @@ def test_a_killed_worker_on_the_journal_file_is_requeued_on_the_next_start(tmp_p
     assert len(_counted_finished(study)) == 2
 
 
+def _sigint_as_at_a_terminal() -> None:
+    """In the child: Ctrl-C's default action, which a shell's background job (CI under nohup) inherits as ignored."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_marks_the_trial_prints_how_to_resume_and_exits_130(tmp_path):
     storage = tmp_path / "s.log"
     cmd = search_cmd("--budget", 5000, "--trials", 2, "--storage", storage, "--out", tmp_path / "b.yaml", *SLOW)
-    p = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    p = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         preexec_fn=_sigint_as_at_a_terminal)
     _wait_study(str(storage), "budget-5000")
     study = optuna.load_study(study_name="budget-5000", storage=get_storage(str(storage)))
     running = _wait_running(study)
