@@ -51,13 +51,17 @@ def test_each_augmentation_keeps_shape_dtype_and_range_and_changes_the_images(di
     assert not torch.equal(out, augment(x, aug, _gen(1)))
 
 
+def _rotated(digits: torch.Tensor, aug: Augment, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``augment`` of the digits, and the angle in degrees that each image was turned by (the same draws)."""
+    out = augment(digits, aug, _gen(seed))
+    theta = affine_matrices(len(digits), aug, 28, 28, generator=_gen(seed))
+    assert theta is not None
+    return out, torch.rad2deg(torch.atan2(theta[:, 1, 0], theta[:, 0, 0]))  # inverse map [[c, -s], [s, c]]
+
+
 def test_rotation_matches_torchvision_rotate_of_the_same_images(digits):
     """Each image turned by its own random angle equals torchvision's rotate by that angle (bilinear)."""
-    aug = Augment(rotate=40)
-    out = augment(digits, aug, _gen(7))
-    theta = affine_matrices(len(digits), aug, 28, 28, generator=_gen(7))  # the same draws
-    assert theta is not None
-    angles = torch.rad2deg(torch.atan2(theta[:, 1, 0], theta[:, 0, 0]))  # inverse map [[c, -s], [s, c]]
+    out, angles = _rotated(digits, Augment(rotate=40), 7)
     assert angles.abs().max() <= 40 and angles.abs().max() > 30 and (angles < 0).any()
     ref = torch.stack([TF.rotate(img, float(a), interpolation=InterpolationMode.BILINEAR)
                        for img, a in zip(digits, angles, strict=True)])
@@ -71,11 +75,7 @@ def test_rotation_matches_torchvision_rotate_of_the_same_images(digits):
 
 def test_nearest_rotation_matches_torchvision_nearest_rotate_and_invents_no_pixel_values(digits):
     """interp: nearest is torchvision's RandomRotation default: every output pixel is an input pixel or 0."""
-    aug = Augment(rotate=40, interp="nearest")
-    out = augment(digits, aug, _gen(7))
-    theta = affine_matrices(len(digits), aug, 28, 28, generator=_gen(7))
-    assert theta is not None
-    angles = torch.rad2deg(torch.atan2(theta[:, 1, 0], theta[:, 0, 0]))
+    out, angles = _rotated(digits, Augment(rotate=40, interp="nearest"), 7)
     ref = torch.stack([TF.rotate(img, float(a), interpolation=InterpolationMode.NEAREST)
                        for img, a in zip(digits, angles, strict=True)])
     assert (out != ref).float().mean() < 0.005  # only pixel centres that fall on a rounding boundary differ
@@ -95,11 +95,7 @@ def _from_pil(img: Image.Image) -> torch.Tensor:
 
 def test_nearest_rotation_is_the_reference_pipelines_pil_rotation(digits):
     """The reference rotates PIL images (RandomRotation: nearest, fill 0); ours matches it pixel for pixel."""
-    aug = Augment(rotate=15, interp="nearest")
-    out = augment(digits, aug, _gen(3))
-    theta = affine_matrices(len(digits), aug, 28, 28, generator=_gen(3))
-    assert theta is not None
-    angles = torch.rad2deg(torch.atan2(theta[:, 1, 0], theta[:, 0, 0]))
+    out, angles = _rotated(digits, Augment(rotate=15, interp="nearest"), 3)
     ref = torch.stack([_from_pil(TF.rotate(_pil(img), float(a), interpolation=InterpolationMode.NEAREST, fill=0))
                        for img, a in zip(digits, angles, strict=True)])
     assert (out != ref).float().mean() < 1e-3
