@@ -286,9 +286,10 @@ class Augment:
     image side; scale: max relative zoom (0.2 gives 0.8..1.2); shear: max
     |angle| in degrees; crop_p: probability of the reference documents'
     centre-crop (``crop_size`` pixels) resized back to full size; erase_p:
-    probability of random erasing; interp: how the one affine resampling reads
-    pixels, ``bilinear`` (smooth) or ``nearest`` (sharp edges kept, as
-    torchvision's ``RandomRotation`` does by default).
+    probability of random erasing; interp: how rotation, translation, scale and
+    shear read pixels, ``bilinear`` (smooth) or ``nearest`` (sharp edges kept,
+    as torchvision's ``RandomRotation`` does by default); the crop is always
+    resized bilinearly, as the reference's ``Resize``.
     """
 
     rotate: float = 0.0

@@ -110,6 +110,29 @@ def test_bilinear_crop_is_the_reference_pipelines_pil_crop_and_resize(digits):
     assert err.mean() < 0.5  # grey levels of 255: PIL rounds to bytes, and its bilinear differs at the edges
 
 
+def test_nearest_crop_and_rotation_is_the_reference_pipelines_pil_crop_resize_then_rotation(digits):
+    """interp: nearest rotates nearest-pixel, but the crop is still resized bilinearly first, as the reference's
+    CenterCrop(22) + Resize((28, 28)) + RandomRotation(15) on PIL images."""
+    aug = Augment(rotate=15, crop_p=0.5, crop_size=22, interp="nearest")
+    out = augment(digits, aug, _gen(5))
+    theta = affine_matrices(len(digits), aug, 28, 28, generator=_gen(5))
+    assert theta is not None
+    cropped = theta[:, 0, 0].pow(2).add(theta[:, 1, 0].pow(2)).sqrt() < 0.9  # zoom 22/28 in the inverse map
+    assert 15 < cropped.sum() < 50
+    angles = torch.rad2deg(torch.atan2(theta[:, 1, 0], theta[:, 0, 0]))
+    ref = []
+    for img, a, c in zip(digits, angles, cropped, strict=True):
+        pil = T.Resize((28, 28))(T.CenterCrop(22)(_pil(img))) if c else _pil(img)
+        ref.append(_from_pil(TF.rotate(pil, float(a), interpolation=InterpolationMode.NEAREST, fill=0)))
+    err = (out - torch.stack(ref)).abs()
+    assert (err[~cropped] > 0).float().mean() < 1e-3  # as the rotation test
+    assert err[cropped].mean() < 0.5  # PIL rounds its resize to bytes and clamps at the crop's edge
+    # against one nearest resampling of crop and rotation together: blocky zoom, far from the reference
+    one_pass = F.grid_sample(digits, F.affine_grid(theta, list(digits.shape), align_corners=False), mode="nearest",
+                             padding_mode="zeros", align_corners=False)
+    assert (one_pass - torch.stack(ref)).abs()[cropped].mean() > 3 * err[cropped].mean()
+
+
 def test_the_crop_is_the_reference_centre_crop_resized_back(digits):
     out = augment(digits, Augment(crop_p=1.0, crop_size=22), _gen())
     ref = TF.resize(TF.center_crop(digits, [22, 22]), [28, 28], interpolation=InterpolationMode.BILINEAR,

@@ -3,7 +3,10 @@
 Rotation, translation, scale, shear and the reference documents' centre crop
 (``crop_size`` pixels, resized back to full size) are folded into one 2 x 3
 matrix per image and applied with a single sampling grid / ``grid_sample``
-(bilinear or nearest, as ``aug.interp`` says; zero fill).  Random numbers
+(bilinear or nearest, as ``aug.interp`` says; zero fill).  The crop is always
+resized bilinearly, as the reference's ``Resize``: with ``interp: nearest``
+the cropped images are resized first, in their own bilinear pass, and then
+rotated, shifted, scaled and sheared nearest-pixel.  Random numbers
 come from one ``torch.Generator`` on the batch's device; there is no
 per-image Python and no PIL.
 
@@ -29,30 +32,20 @@ _ERASE_AREA = (0.02, 0.33)
 _ERASE_LOG_RATIO = (math.log(0.3), math.log(3.3))
 
 
-def affine_matrices(n: int, aug: Augment, height: int, width: int, *, generator: torch.Generator | None = None,
-                    device: str | torch.device = "cpu") -> torch.Tensor | None:
-    """``affine_grid`` matrices (n, 2, 3) for ``n`` random draws, or None when no affine part is on.
+def _draws(n: int, aug: Augment, generator: torch.Generator | None,
+           device: str | torch.device) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor]:
+    """The random draws of one batch: which images are cropped, and the rest of each inverse map.
 
-    The forward map of each image, in pixels about the centre, is
-    ``T + R(angle) Sh(shear) S(scale) Z(crop)``: the crop's zoom first, as in
-    the reference's CenterCrop + Resize before RandomRotation.  The matrices
-    are its inverse (output -> input), in ``affine_grid``'s normalised
-    coordinates (``align_corners=False``).  A positive angle turns the image
-    counter-clockwise, as torchvision's ``rotate`` does.
+    Returns ``crop`` ((n,) bool, or None when the crop is off), ``inv`` ((n, 2, 2)
+    output -> input in pixel units about the centre, without the crop's zoom)
+    and ``shift`` ((n, 2, 1) translation in ``affine_grid``'s normalised units).
     """
-    if not (aug.rotate or aug.translate or aug.scale or aug.shear or aug.crop_p):
-        return None
     u = torch.rand(n, 6, generator=generator, device=device)  # (n, 6) uniforms in [0, 1)
     signed = 2 * u - 1                                          # (n, 6) in [-1, 1)
     one = torch.ones(n, device=device)
     zero = torch.zeros(n, device=device)
-
-    inv = torch.eye(2, device=device).expand(n, 2, 2)  # (n, 2, 2) output -> input, pixel units
-    if aug.crop_p:  # zoom by side / crop_size about the centre; its inverse shrinks
-        crop = u[:, 0] < aug.crop_p
-        zx = torch.where(crop, aug.crop_size / width, one)
-        zy = torch.where(crop, aug.crop_size / height, one)
-        inv = torch.diag_embed(torch.stack([zx, zy], 1))
+    crop = u[:, 0] < aug.crop_p if aug.crop_p else None
+    inv = torch.eye(2, device=device).expand(n, 2, 2)  # (n, 2, 2)
     if aug.scale:
         s = 1 + aug.scale * signed[:, 1]  # (n,) in [1 - scale, 1 + scale)
         inv = inv / s[:, None, None]
@@ -64,14 +57,47 @@ def affine_matrices(n: int, aug: Augment, height: int, width: int, *, generator:
         c, s_ = torch.cos(a), torch.sin(a)
         # forward (x right, y down): [[c, s], [-s, c]]; the inverse is its transpose
         inv = inv @ torch.stack([torch.stack([c, -s_], 1), torch.stack([s_, c], 1)], 1)
+    # a shift of a fraction f of the side is 2 f in normalised units
+    shift = 2 * aug.translate * signed[:, 4:6, None] if aug.translate else torch.zeros(n, 2, 1, device=device)
+    return crop, inv, shift
+
+
+def _zoom(crop: torch.Tensor, aug: Augment, height: int, width: int) -> torch.Tensor:
+    """(n, 2, 2) inverse of the crop's zoom: side / crop_size about the centre where ``crop``, else identity."""
+    one = torch.ones(len(crop), device=crop.device)
+    return torch.diag_embed(torch.stack([torch.where(crop, aug.crop_size / width, one),
+                                         torch.where(crop, aug.crop_size / height, one)], 1))
+
+
+def _theta(inv: torch.Tensor, shift: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """(n, 2, 3) ``affine_grid`` matrices from a pixel-unit inverse map and a normalised shift."""
     # pixels about the centre -> normalised coordinates: p_norm = D^-1 p_pix, D = diag(W/2, H/2)
     if height != width:
-        inv = inv * torch.tensor([[1.0, height / width], [width / height, 1.0]]).to(device)  # D^-1 inv D
-    if not aug.translate:
-        return torch.cat([inv, torch.zeros(n, 2, 1, device=device)], 2)  # (n, 2, 3)
-    # a shift of a fraction f of the side is 2 f in normalised units; the inverse undoes it after the rest
-    shift = 2 * aug.translate * signed[:, 4:6, None]                     # (n, 2, 1)
-    return torch.cat([inv, -(inv @ shift)], 2)                           # (n, 2, 3)
+        inv = inv * torch.tensor([[1.0, height / width], [width / height, 1.0]]).to(inv.device)  # D^-1 inv D
+    return torch.cat([inv, -(inv @ shift)], 2)  # the inverse undoes the shift after the rest
+
+
+def affine_matrices(n: int, aug: Augment, height: int, width: int, *, generator: torch.Generator | None = None,
+                    device: str | torch.device = "cpu") -> torch.Tensor | None:
+    """``affine_grid`` matrices (n, 2, 3) for ``n`` random draws, or None when no affine part is on.
+
+    The forward map of each image, in pixels about the centre, is
+    ``T + R(angle) Sh(shear) S(scale) Z(crop)``: the crop's zoom first, as in
+    the reference's CenterCrop + Resize before RandomRotation.  The matrices
+    are its inverse (output -> input), in ``affine_grid``'s normalised
+    coordinates (``align_corners=False``).  A positive angle turns the image
+    counter-clockwise, as torchvision's ``rotate`` does.
+    """
+    if not _affine_on(aug):
+        return None
+    crop, inv, shift = _draws(n, aug, generator, device)
+    if crop is not None:
+        inv = _zoom(crop, aug, height, width) @ inv
+    return _theta(inv, shift, height, width)
+
+
+def _affine_on(aug: Augment) -> bool:
+    return bool(aug.rotate or aug.translate or aug.scale or aug.shear or aug.crop_p)
 
 
 @functools.lru_cache(maxsize=8)
@@ -124,10 +150,21 @@ def augment(x: torch.Tensor, aug: Augment, generator: torch.Generator | None = N
         return x
     n, _, h, w = x.shape
     out = x if x.is_floating_point() else x.float()
-    theta = affine_matrices(n, aug, h, w, generator=generator, device=x.device)
-    if theta is not None:
-        grid = _affine_grid(theta, h, w).to(out.dtype)  # (B, H, W, 2)
-        out = F.grid_sample(out, grid, mode=aug.interp, padding_mode="zeros", align_corners=False)
+    if _affine_on(aug):
+        crop, inv, shift = _draws(n, aug, generator, x.device)
+        if crop is not None and aug.interp != "bilinear":
+            # the reference resizes its crop bilinearly, then rotates nearest-pixel: two resamplings
+            idx = crop.nonzero().squeeze(1)
+            if len(idx):
+                zoom = _theta(_zoom(crop[idx], aug, h, w), torch.zeros(len(idx), 2, 1, device=x.device), h, w)
+                cropped = F.grid_sample(out[idx], _affine_grid(zoom, h, w).to(out.dtype), mode="bilinear",
+                                        padding_mode="zeros", align_corners=False)
+                out = out.index_copy(0, idx, cropped)
+        elif crop is not None:
+            inv = _zoom(crop, aug, h, w) @ inv  # one bilinear resampling does both
+        if aug.rotate or aug.translate or aug.scale or aug.shear or aug.interp == "bilinear":
+            grid = _affine_grid(_theta(inv, shift, h, w), h, w).to(out.dtype)  # (B, H, W, 2)
+            out = F.grid_sample(out, grid, mode=aug.interp, padding_mode="zeros", align_corners=False)
     if aug.erase_p:
         out = _erase(out, aug.erase_p, generator)
     if not x.is_floating_point():
