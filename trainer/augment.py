@@ -153,13 +153,12 @@ def augment(x: torch.Tensor, aug: Augment, generator: torch.Generator | None = N
     if _affine_on(aug):
         crop, inv, shift = _draws(n, aug, generator, x.device)
         if crop is not None and aug.interp != "bilinear":
-            # the reference resizes its crop bilinearly, then rotates nearest-pixel: two resamplings
-            idx = crop.nonzero().squeeze(1)
-            if len(idx):
-                zoom = _theta(_zoom(crop[idx], aug, h, w), torch.zeros(len(idx), 2, 1, device=x.device), h, w)
-                cropped = F.grid_sample(out[idx], _affine_grid(zoom, h, w).to(out.dtype), mode="bilinear",
-                                        padding_mode="zeros", align_corners=False)
-                out = out.index_copy(0, idx, cropped)
+            # the reference resizes its crop bilinearly, then rotates nearest-pixel: two resamplings.  The
+            # whole batch is zoomed and the cropped images picked: no host sync for their indices on CUDA
+            zoom = _theta(_zoom(crop, aug, h, w), torch.zeros(n, 2, 1, device=x.device), h, w)
+            zoomed = F.grid_sample(out, _affine_grid(zoom, h, w).to(out.dtype), mode="bilinear",
+                                   padding_mode="zeros", align_corners=False)
+            out = torch.where(crop[:, None, None, None], zoomed, out)
         elif crop is not None:
             inv = _zoom(crop, aug, h, w) @ inv  # one bilinear resampling does both
         if aug.rotate or aug.translate or aug.scale or aug.shear or aug.interp == "bilinear":
