@@ -151,3 +151,46 @@ def test_zoo_receptive_field_layer_by_layer(name: str, expected: list[tuple[str,
     assert [(r.where, r.rf, r.jump) for r in a.layers] == expected
     assert a.rf == rf
     assert a.final_rf is None
+
+
+REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "seed_baseline.py"
+
+
+@pytest.mark.skipif(not REFERENCE.is_file(), reason=f"the reference pipeline is not at {REFERENCE}")
+def test_seed000_is_the_reference_pipelines_network_weight_for_weight() -> None:
+    """Built from its spec under the same seed, seed000 is the reference's Net: the same initial weights, the
+    same outputs, and the same losses over SGD steps with the reference's optimizer (dropout drawn alike)."""
+    import importlib.util
+
+    loader = importlib.util.spec_from_file_location("seed_baseline", REFERENCE)
+    assert loader is not None and loader.loader is not None
+    reference = importlib.util.module_from_spec(loader)
+    loader.loader.exec_module(reference)
+
+    spec = load(ZOO / "seed000_19642.yaml")
+    torch.manual_seed(0)
+    ours = build(spec)
+    torch.manual_seed(0)
+    theirs = reference.Net()
+    pairs = list(zip(ours.state_dict().values(), theirs.state_dict().values(), strict=True))
+    assert len(pairs) == 44 and all(torch.equal(a, b) for a, b in pairs)
+
+    r = spec.recipe
+    opts = [torch.optim.SGD(m.parameters(), lr=r.lr, momentum=r.momentum, weight_decay=r.weight_decay)
+            for m in (ours, theirs)]
+    gen = torch.Generator().manual_seed(1)
+    x, y = torch.randn(32, 1, 28, 28, generator=gen), torch.randint(0, 10, (32,), generator=gen)
+    for step in range(3):
+        losses = []
+        for model, opt, loss_fn in ((ours, opts[0], F.cross_entropy), (theirs, opts[1], F.nll_loss)):
+            torch.manual_seed(step)  # the same Dropout2d masks
+            loss = loss_fn(model(x), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+        assert losses[0] == pytest.approx(losses[1], rel=1e-6, abs=1e-6)
+    ours.eval()
+    theirs.eval()
+    with torch.no_grad():
+        assert torch.allclose(F.log_softmax(ours(x), 1), theirs(x), atol=1e-5)
