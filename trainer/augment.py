@@ -1,4 +1,4 @@
-"""Batched augmentation on the training device: one affine resampling per batch, then optional erasing.
+"""Batched augmentation on the training device: affine resampling (one pass, or two for a nearest-pixel crop), erasing.
 
 Rotation, translation, scale, shear and the reference documents' centre crop
 (``crop_size`` pixels, resized back to full size) are folded into one 2 x 3
