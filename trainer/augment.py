@@ -33,12 +33,13 @@ _ERASE_LOG_RATIO = (math.log(0.3), math.log(3.3))
 
 
 def _draws(n: int, aug: Augment, generator: torch.Generator | None,
-           device: str | torch.device) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor]:
+           device: str | torch.device) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor | None]:
     """The random draws of one batch: which images are cropped, and the rest of each inverse map.
 
     Returns ``crop`` ((n,) bool, or None when the crop is off), ``inv`` ((n, 2, 2)
     output -> input in pixel units about the centre, without the crop's zoom)
-    and ``shift`` ((n, 2, 1) translation in ``affine_grid``'s normalised units).
+    and ``shift`` ((n, 2, 1) translation in ``affine_grid``'s normalised units,
+    or None when translation is off).
     """
     u = torch.rand(n, 6, generator=generator, device=device)  # (n, 6) uniforms in [0, 1)
     signed = 2 * u - 1                                          # (n, 6) in [-1, 1)
@@ -58,7 +59,7 @@ def _draws(n: int, aug: Augment, generator: torch.Generator | None,
         # forward (x right, y down): [[c, s], [-s, c]]; the inverse is its transpose
         inv = inv @ torch.stack([torch.stack([c, -s_], 1), torch.stack([s_, c], 1)], 1)
     # a shift of a fraction f of the side is 2 f in normalised units
-    shift = 2 * aug.translate * signed[:, 4:6, None] if aug.translate else torch.zeros(n, 2, 1, device=device)
+    shift = 2 * aug.translate * signed[:, 4:6, None] if aug.translate else None
     return crop, inv, shift
 
 
@@ -69,11 +70,13 @@ def _zoom(crop: torch.Tensor, aug: Augment, height: int, width: int) -> torch.Te
                                          torch.where(crop, aug.crop_size / height, one)], 1))
 
 
-def _theta(inv: torch.Tensor, shift: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """(n, 2, 3) ``affine_grid`` matrices from a pixel-unit inverse map and a normalised shift."""
+def _theta(inv: torch.Tensor, shift: torch.Tensor | None, height: int, width: int) -> torch.Tensor:
+    """(n, 2, 3) ``affine_grid`` matrices from a pixel-unit inverse map and a normalised shift (None: none)."""
     # pixels about the centre -> normalised coordinates: p_norm = D^-1 p_pix, D = diag(W/2, H/2)
     if height != width:
         inv = inv * torch.tensor([[1.0, height / width], [width / height, 1.0]]).to(inv.device)  # D^-1 inv D
+    if shift is None:
+        return torch.cat([inv, inv.new_zeros(len(inv), 2, 1)], 2)
     return torch.cat([inv, -(inv @ shift)], 2)  # the inverse undoes the shift after the rest
 
 
@@ -96,8 +99,19 @@ def affine_matrices(n: int, aug: Augment, height: int, width: int, *, generator:
     return _theta(inv, shift, height, width)
 
 
+def _warp_on(aug: Augment) -> bool:
+    """Whether rotation, translation, scale or shear is on (the affine parts besides the crop)."""
+    return bool(aug.rotate or aug.translate or aug.scale or aug.shear)
+
+
 def _affine_on(aug: Augment) -> bool:
-    return bool(aug.rotate or aug.translate or aug.scale or aug.shear or aug.crop_p)
+    return _warp_on(aug) or bool(aug.crop_p)
+
+
+def _resample(x: torch.Tensor, theta: torch.Tensor, mode: str) -> torch.Tensor:
+    """``x`` (B, C, H, W) resampled through the (B, 2, 3) inverse maps ``theta``, zero fill."""
+    grid = _affine_grid(theta, x.shape[2], x.shape[3]).to(x.dtype)  # (B, H, W, 2)
+    return F.grid_sample(x, grid, mode=mode, padding_mode="zeros", align_corners=False)
 
 
 @functools.lru_cache(maxsize=8)
@@ -152,18 +166,15 @@ def augment(x: torch.Tensor, aug: Augment, generator: torch.Generator | None = N
     out = x if x.is_floating_point() else x.float()
     if _affine_on(aug):
         crop, inv, shift = _draws(n, aug, generator, x.device)
-        if crop is not None and aug.interp != "bilinear":
+        if crop is not None and aug.interp == "bilinear":
+            inv = _zoom(crop, aug, h, w) @ inv  # one bilinear resampling does both
+        elif crop is not None:
             # the reference resizes its crop bilinearly, then rotates nearest-pixel: two resamplings.  The
             # whole batch is zoomed and the cropped images picked: no host sync for their indices on CUDA
-            zoom = _theta(_zoom(crop, aug, h, w), torch.zeros(n, 2, 1, device=x.device), h, w)
-            zoomed = F.grid_sample(out, _affine_grid(zoom, h, w).to(out.dtype), mode="bilinear",
-                                   padding_mode="zeros", align_corners=False)
+            zoomed = _resample(out, _theta(_zoom(crop, aug, h, w), None, h, w), "bilinear")
             out = torch.where(crop[:, None, None, None], zoomed, out)
-        elif crop is not None:
-            inv = _zoom(crop, aug, h, w) @ inv  # one bilinear resampling does both
-        if aug.rotate or aug.translate or aug.scale or aug.shear or aug.interp == "bilinear":
-            grid = _affine_grid(_theta(inv, shift, h, w), h, w).to(out.dtype)  # (B, H, W, 2)
-            out = F.grid_sample(out, grid, mode=aug.interp, padding_mode="zeros", align_corners=False)
+        if _warp_on(aug) or aug.interp == "bilinear":
+            out = _resample(out, _theta(inv, shift, h, w), aug.interp)
     if aug.erase_p:
         out = _erase(out, aug.erase_p, generator)
     if not x.is_floating_point():
