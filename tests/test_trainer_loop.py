@@ -123,13 +123,38 @@ def test_the_same_seed_gives_the_same_metrics_and_another_seed_does_not(spec, da
     assert _untimed(a.epochs) != _untimed(c.epochs)
 
 
+@pytest.mark.parametrize("recipe, n", [
+    (dict(optimizer="sgd", momentum=0.9, nesterov=True, lr=0.05, scheduler="step", step_size=1, gamma=0.5,
+          label_smoothing=0.1, grad_clip=0.5), 300),  # batch 64: 4 full batches and one of 44
+    (dict(optimizer="adamw", lr=0.001, weight_decay=0.01, scheduler="onecycle"), 257),  # 4 full, a lone image left out
+    (dict(optimizer="adam", lr=0.002, scheduler="cosine", batch_size=50), 300),  # full batches only
+], ids=["sgd-step-partial", "adamw-onecycle-lone", "adam-cosine-full"])
+def test_the_graphed_steps_give_the_eager_epochs_result_on_the_cpu(spec, data, recipe, n):
+    # on the CPU graphs=True runs the steps a CUDA graph captures (batch by step number, rates from a tensor,
+    # trainer.optim's update, autograd.grad), uncaptured and with the eager epoch's random draws
+    r = dataclasses.replace(spec.recipe, epochs=2, **recipe)
+    small = _small(data, n)
+    eager = _fit(spec, small, r, graphs=False)
+    graphed = _fit(spec, small, r, graphs=True)
+    assert eager.ok and graphed.ok
+    assert _untimed(_fit(spec, small, r).epochs) == _untimed(eager.epochs)  # the CPU's default: eager
+    for e, g in zip(eager.epochs, graphed.epochs, strict=True):
+        assert (g["epoch"], g["lr"]) == (e["epoch"], e["lr"])
+        assert g["train_loss"] == pytest.approx(e["train_loss"], rel=1e-4)
+        assert g["train_acc"] == pytest.approx(e["train_acc"], abs=1.5 / n)
+        assert g["val_loss"] == pytest.approx(e["val_loss"], rel=1e-3)
+        assert g["val_acc"] == pytest.approx(e["val_acc"], abs=0.011)
+    assert graphed.epochs[1]["train_loss"] != graphed.epochs[0]["train_loss"]
+
+
+@pytest.mark.parametrize("graphs", [False, True], ids=["eager", "graphed"])
 @pytest.mark.parametrize("scheduler", ["step", "onecycle", "cosine"])
-def test_resuming_from_a_checkpoint_gives_the_uninterrupted_result(spec, data, tmp_path, scheduler):
+def test_resuming_from_a_checkpoint_gives_the_uninterrupted_result(spec, data, tmp_path, scheduler, graphs):
     recipe = dataclasses.replace(spec.recipe, optimizer="sgd", momentum=0.9, nesterov=True, lr=0.05,
                                  scheduler=scheduler, step_size=1, gamma=0.5, epochs=3, label_smoothing=0.1,
                                  grad_clip=1.0)
     small = _small(data, 384)
-    whole = _fit(spec, small, recipe, checkpoint=tmp_path / "whole.pt")
+    whole = _fit(spec, small, recipe, checkpoint=tmp_path / "whole.pt", graphs=graphs)
 
     class Stop(Exception):
         pass
@@ -140,12 +165,12 @@ def test_resuming_from_a_checkpoint_gives_the_uninterrupted_result(spec, data, t
 
     ckpt = tmp_path / "run.pt"
     with pytest.raises(Stop):
-        _fit(spec, small, recipe, checkpoint=ckpt, report=stop_after_2)
+        _fit(spec, small, recipe, checkpoint=ckpt, report=stop_after_2, graphs=graphs)
     assert torch.load(ckpt, weights_only=True)["epoch"] == 2
     seen = []
     torch.manual_seed(123)  # a different initialisation and global RNG: the checkpoint must restore both
     resumed = fit(build(spec), small, recipe, "cpu", resume=ckpt, checkpoint=ckpt, threads=THREADS,
-                  report=lambda e, m: seen.append(e))
+                  report=lambda e, m: seen.append(e), graphs=graphs)
     assert seen == [3]
     assert _untimed(resumed.epochs) == _untimed(whole.epochs)
     assert torch.load(ckpt, weights_only=True)["epoch"] == 3

@@ -3,7 +3,9 @@
 The data sit on the training device as uint8 tensors; a batch is a slice of a
 seeded index permutation, turned to float, augmented (:mod:`trainer.augment`)
 and normalised there.  Loss and accuracy are summed on the device and read
-once per epoch, so on CUDA nothing waits for the GPU inside an epoch.  The
+once per epoch, so on CUDA nothing waits for the GPU inside an epoch; there
+each full batch is one replay of a CUDA graph of the whole step (forward,
+backward, update: :class:`_GraphedEpoch`, :mod:`trainer.optim`).  The
 loop knows nothing of Optuna: it calls ``report(epoch, metrics)`` once per
 epoch, and whatever that raises (``optuna.TrialPruned``) comes out of ``fit``.
 
@@ -33,6 +35,7 @@ import gc
 import math
 import os
 import time
+import warnings
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -46,6 +49,7 @@ from torch import nn
 from space.spec import Recipe
 from trainer.augment import augment
 from trainer.data import MEAN, STD, Split, Splits
+from trainer.optim import init_state, update
 
 __all__ = ["FitResult", "Evaluation", "fit", "evaluate", "resolve_device", "cpu_threads", "METRICS"]
 
@@ -106,8 +110,9 @@ def _prepare(x: torch.Tensor, recipe: Recipe | None, gen: torch.Generator | None
     return out.contiguous(memory_format=torch.channels_last) if channels_last else out
 
 
-def _autocast(device: torch.device) -> Any:
-    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
+def _autocast(device: torch.device, cache: bool = True) -> Any:
+    """bf16 autocast on CUDA (``cache=False`` inside a CUDA graph capture, as torch asks), nothing on the CPU."""
+    return torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=cache) if device.type == "cuda" else nullcontext()
 
 
 def _optimizer(params: Any, r: Recipe) -> torch.optim.Optimizer:
@@ -136,6 +141,19 @@ def _scheduler(opt: torch.optim.Optimizer, r: Recipe, epochs: int,
     if r.scheduler == "cosine":
         return sched.CosineAnnealingLR(opt, T_max=epochs * steps), True
     raise ValueError(f"scheduler must be one of none, step, onecycle, cosine; got {r.scheduler!r}")
+
+
+def _sched_step(sched: torch.optim.lr_scheduler.LRScheduler) -> None:
+    """``sched.step()``, without torch's warning that the optimizer never stepped (a CUDA graph steps it)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler.step\(\)` before")
+        sched.step()
+
+
+def _clip(grads: list[torch.Tensor], max_norm: float) -> None:
+    """Scale ``grads`` in place to a total norm of at most ``max_norm``, as ``clip_grad_norm_`` (no host sync)."""
+    norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+    torch._foreach_mul_(grads, (max_norm / (norm + 1e-6)).clamp(max=1.0))
 
 
 def _steps(n: int, batch: int) -> int:
@@ -300,6 +318,132 @@ class _Epoch:
         return loss_sum, correct, seen, lr, ""
 
 
+class _GraphedEpoch:
+    """One pass over the training split, every full batch one replay of a CUDA graph of the whole step.
+
+    The step (take the batch at its place in the epoch's permutation, augment,
+    forward, backward, clip, update, add to the metric sums) is captured once,
+    on the first epoch, after three warm-up steps whose effects are undone.  A
+    replay is one launch where the eager step makes several hundred from
+    Python.  Everything the step reads sits in tensors that live as long as
+    the graph: the permutation, the epoch's learning rates (the scheduler is
+    stepped through the epoch on the host at its start) and the step number.
+    The last, partial batch runs the same code uncaptured.  Random draws
+    (augmentation, dropout) come from the default CUDA generator, which graphs
+    replay safely, seeded by ``fit``.
+
+    With ``capture=False`` the same steps run uncaptured, augmentation drawing
+    from ``gen`` as the eager epoch does: the tests check this path on the CPU
+    against the eager one.
+    """
+
+    def __init__(self, fwd: nn.Module, model: nn.Module, opt: torch.optim.Optimizer,
+                 batch_sched: torch.optim.lr_scheduler.LRScheduler | None, recipe: Recipe, gen: torch.Generator,
+                 channels_last: bool, progress: Progress | None, capture: bool) -> None:
+        self.fwd, self.model, self.opt, self.batch_sched, self.recipe = fwd, model, opt, batch_sched, recipe
+        self.channels_last, self.progress, self.capture = channels_last, progress, capture
+        self.aug_gen = None if capture else gen
+        self.gen = gen
+        self.params = list(opt.param_groups[0]["params"])
+        self.graph: torch.cuda.CUDAGraph | None = None
+        self.data: Split | None = None
+
+    def _buffers(self, data: Split, steps: int) -> None:
+        dev, bs = data.device, self.recipe.batch_size
+        self.data = data
+        self.perm = torch.empty(len(data), dtype=torch.long, device=dev)  # the epoch's order
+        self.lrs = torch.empty(steps, device=dev)                         # the epoch's learning rates
+        self.pos = torch.zeros(1, dtype=torch.long, device=dev)           # the step about to run
+        self.offsets = torch.arange(bs, device=dev)                       # (B,)
+        self.loss_sum = torch.zeros((), device=dev)
+        self.correct = torch.zeros((), dtype=torch.long, device=dev)
+        init_state(self.opt)
+
+    def _step(self, idx: torch.Tensor, lr: torch.Tensor) -> None:
+        """One training step on the images ``idx`` at learning rate ``lr`` (0-d); no host sync."""
+        assert self.data is not None
+        r, dev = self.recipe, self.data.device
+        x = _prepare(self.data.x[idx], r, self.aug_gen, self.channels_last)  # (B, C, H, W)
+        y = self.data.y[idx]  # (B,)
+        with _autocast(dev, cache=False):
+            logits = self.fwd(x)  # (B, classes)
+        loss = F.cross_entropy(logits.float(), y, label_smoothing=r.label_smoothing)
+        grads = list(torch.autograd.grad(loss, self.params, materialize_grads=True))
+        if r.grad_clip:
+            _clip(grads, r.grad_clip)
+        update(self.opt, grads, lr)
+        self.loss_sum += loss.detach() * len(idx)
+        self.correct += (logits.detach().argmax(1) == y).sum()
+
+    def _full_step(self) -> None:
+        """The captured step: the batch and learning rate at ``pos``, then ``pos`` + 1."""
+        idx = self.perm.index_select(0, self.offsets + self.pos * self.recipe.batch_size)  # (B,)
+        self._step(idx, self.lrs.index_select(0, self.pos).squeeze(0))
+        self.pos += 1
+
+    def _capture(self) -> None:
+        """Warm up on a side stream (cuDNN and cuBLAS pick kernels, autograd settles), capture, undo the warm-up.
+
+        The warm-up's random draws are not given back: CUDA runs are not bitwise reproducible anyway.
+        """
+        dev = self.perm.device
+        model_state = {k: v.clone() for k, v in self.model.state_dict().items()}
+        opt_state = [{k: v.clone() for k, v in self.opt.state[p].items()} for p in self.params]
+        side = torch.cuda.Stream(dev)
+        side.wait_stream(torch.cuda.current_stream(dev))
+        with torch.cuda.stream(side):
+            for _ in range(3):
+                self.pos.zero_()  # the first batch each time: an epoch may hold only one
+                self._full_step()
+        torch.cuda.current_stream(dev).wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            self._full_step()
+        with torch.no_grad():
+            for k, v in self.model.state_dict().items():
+                v.copy_(model_state[k])
+            for p, saved in zip(self.params, opt_state, strict=True):
+                for k, v in saved.items():
+                    self.opt.state[p][k].copy_(v)
+        self.graph = graph
+
+    def train(self, data: Split, steps: int,
+              epoch: int) -> tuple[torch.Tensor, torch.Tensor, int, float, str]:
+        """As :meth:`_Epoch.train`; divergence shows in the summed loss, read by ``fit`` once per epoch."""
+        if self.data is None:
+            self._buffers(data, steps)
+        elif data is not self.data:
+            raise ValueError("a graphed epoch trains on the split it was made with")
+        bs, n = self.recipe.batch_size, len(data)
+        full = n // bs
+        self.model.train()
+        lrs = []
+        for _ in range(steps):
+            lrs.append(self.opt.param_groups[0]["lr"])
+            if self.batch_sched is not None:
+                _sched_step(self.batch_sched)
+        self.perm.copy_(torch.randperm(n, generator=self.gen, device=data.device))
+        self.lrs.copy_(torch.tensor(lrs))
+        if self.capture and self.graph is None and full:
+            self._capture()
+        self.pos.zero_()
+        self.loss_sum.zero_()
+        self.correct.zero_()
+        for i in range(full):
+            if self.graph is not None:
+                self.graph.replay()
+            else:
+                self._full_step()
+            if self.progress is not None:
+                self.progress(i + 1, steps)
+        if steps > full:  # the partial last batch
+            self._step(self.perm[full * bs:], self.lrs[full])
+            if self.progress is not None:
+                self.progress(steps, steps)
+        seen = min(n, steps * bs)
+        return self.loss_sum, self.correct, seen, lrs[-1], ""
+
+
 # ---------------------------------------------------------------- fit
 
 
@@ -307,7 +451,7 @@ def fit(model: nn.Module, data: Splits | Split, recipe: Recipe, device: str | to
         report: Report | None = None, *, eval_data: Split | None = None, epochs: int | None = None,
         checkpoint: str | os.PathLike[str] | None = None, resume: str | os.PathLike[str] | None = None,
         channels_last: bool = True, compile: bool = False, eval_batch_size: int | None = None,
-        threads: int | None = None, progress: Progress | None = None) -> FitResult:
+        threads: int | None = None, progress: Progress | None = None, graphs: bool | None = None) -> FitResult:
     """Train ``model`` with ``recipe`` and evaluate it after every epoch.
 
     ``data``: a :class:`Splits` (train on ``train``, evaluate on ``val``) or a
@@ -325,7 +469,9 @@ def fit(model: nn.Module, data: Splits | Split, recipe: Recipe, device: str | to
     it holds, giving the same result as an uninterrupted run.
     ``channels_last`` (faster on CUDA and on the CPU alike) and ``compile``
     (torch.compile the model: slow to compile, no faster on the CPU) are
-    speed switches; ``progress(step, steps)`` is called after every training
+    speed switches, and so is ``graphs``: each full training batch one replay
+    of a CUDA graph of the whole step (None: on CUDA; on the CPU ``True``
+    runs the same steps uncaptured); ``progress(step, steps)`` is called after every training
     step (it gets no device sync).  ``threads``: CPU threads while training on
     the CPU (None: ``$CNNSEARCH_THREADS``, else every core this process may
     use); the previous setting is restored on return.
@@ -354,6 +500,9 @@ def fit(model: nn.Module, data: Splits | Split, recipe: Recipe, device: str | to
         held = held.to(dev)
 
     threads_before = torch.get_num_threads()
+    benchmark_before = torch.backends.cudnn.benchmark
+    if dev.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # the batch shape is fixed: time cuDNN's algorithms once, keep the best
     if dev.type == "cpu":
         torch.set_num_threads(cpu_threads(threads))
         _keep_freed_memory()
@@ -384,7 +533,14 @@ def fit(model: nn.Module, data: Splits | Split, recipe: Recipe, device: str | to
         start = state["epoch"] + 1
     ckpt = Path(checkpoint) if checkpoint is not None else None
 
-    one_epoch = _Epoch(fwd, model, opt, sched if per_batch else None, recipe, gen, channels_last, progress)
+    if graphs is None:
+        graphs = dev.type == "cuda"
+    one_epoch: _Epoch | _GraphedEpoch
+    if graphs:
+        one_epoch = _GraphedEpoch(fwd, model, opt, sched if per_batch else None, recipe, gen, channels_last, progress,
+                                  capture=dev.type == "cuda")
+    else:
+        one_epoch = _Epoch(fwd, model, opt, sched if per_batch else None, recipe, gen, channels_last, progress)
     status, message = "ok", ""
     try:
         for epoch in range(start, total + 1):
@@ -401,7 +557,7 @@ def fit(model: nn.Module, data: Splits | Split, recipe: Recipe, device: str | to
                            f"(lower lr {recipe.lr:g} or set grad_clip)")
                 break
             if not per_batch and sched is not None:
-                sched.step()
+                _sched_step(sched)
 
             metrics: dict[str, float] = {
                 "epoch": epoch, "train_loss": train_loss / seen, "train_acc": train_correct / seen,
@@ -431,6 +587,7 @@ def fit(model: nn.Module, data: Splits | Split, recipe: Recipe, device: str | to
         status, message = "oom", f"out of device memory: {str(e).splitlines()[0] if str(e) else 'OutOfMemoryError'}"
     finally:
         torch.set_num_threads(threads_before)
+        torch.backends.cudnn.benchmark = benchmark_before
         model.train()
     if status == "oom":  # the exception and its frames are gone now: give the memory back
         model.zero_grad(set_to_none=True)
