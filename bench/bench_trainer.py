@@ -2,6 +2,7 @@
 
     python bench/bench_trainer.py [--epochs 2] [--device D] [--train-limit N]
         [--data-dir DIR] [--reference PATH] [--order ours-first|reference-first] [--workers N]
+        [--graphs auto|on|off|both] [--compile]
 
 Both train ``space/zoo/seed000_19642.yaml`` (the reference's network, 19,642
 parameters) with its recipe: SGD 0.01 / momentum 0.9 / weight decay 1e-4,
@@ -9,7 +10,11 @@ batch 128, StepLR(10, 0.1), 10% centre crop 22 -> 28, rotation +-15 degrees,
 on the same training images (all 60,000 or the first N) and device, and
 evaluate on the 10,000 test images after each epoch, as the reference does.
 The reference (``../shared/reference/seed_baseline.py`` from the repository
-root, or ``--reference``) runs as a subprocess, unchanged.
+root, or ``--reference``) runs as a subprocess, unchanged.  ``--graphs``:
+our trainer with CUDA graphs (``on``; the default on CUDA), without
+(``off``; the default on the CPU), or both, one after the other;
+``--compile``: with the model compiled (``torch.compile``; its compile time
+falls in the first epoch).
 
 Printed: the training seconds of each epoch for each (evaluation excluded, as
 the reference counts it) and their ratio, reference / ours.  The machine may
@@ -62,7 +67,12 @@ def _reference_data(root: Path, tmp: Path) -> Path:
     return tmp
 
 
-def run_ours(epochs: int, device: torch.device, data_dir: Path, limit: int | None) -> list[dict[str, float]]:
+def _name(graphs: bool | None, compile: bool) -> str:
+    return {None: "ours", True: "ours graphs", False: "ours eager"}[graphs] + (" compiled" if compile else "")
+
+
+def run_ours(epochs: int, device: torch.device, data_dir: Path, limit: int | None,
+             graphs: bool | None, compile: bool) -> list[dict[str, float]]:
     spec = load(SPEC)
     train = load_train(data_dir).head(limit).to(device)
     test = load_test(data_dir).to(device)
@@ -70,11 +80,13 @@ def run_ours(epochs: int, device: torch.device, data_dir: Path, limit: int | Non
     torch.manual_seed(1)
     model = build(spec)
 
+    name = _name(graphs, compile)
+
     def report(epoch: int, m: dict[str, float]) -> None:
-        print(f"  ours       epoch {epoch}: train {m['train_seconds']:6.2f} s  ({m['images_per_second']:7,.0f} img/s)"
+        print(f"  {name:<12} epoch {epoch}: train {m['train_seconds']:6.2f} s  ({m['images_per_second']:7,.0f} img/s)"
               f"  epoch {m['seconds']:6.2f} s  test acc {100 * m['val_acc']:.2f}%", flush=True)
 
-    result = fit(model, train, recipe, device, report, eval_data=test)
+    result = fit(model, train, recipe, device, report, eval_data=test, graphs=graphs, compile=compile)
     if not result.ok:
         raise SystemExit(f"bench: our run failed: {result.status}: {result.message}")
     return result.epochs
@@ -98,7 +110,7 @@ def run_reference(script: Path, epochs: int, device: torch.device, data_dir: Pat
             rec["wall_seconds"] = now - t_last  # between lines: the epoch with its evaluation (+ start-up, first)
             t_last = now
             records.append(rec)
-            print(f"  reference  epoch {rec['epoch']}: train {rec['train_seconds']:6.2f} s  "
+            print(f"  {'reference':<12} epoch {rec['epoch']}: train {rec['train_seconds']:6.2f} s  "
                   f"({rec['train_images_per_second']:7,.0f} img/s)  wall {rec['wall_seconds']:6.2f} s  "
                   f"test acc {100 * rec['test_accuracy']:.2f}%", flush=True)
     if proc.returncode:
@@ -114,6 +126,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data-dir", help="default: $CNNSEARCH_DATA, then the project's data/")
     p.add_argument("--reference", type=Path, default=REFERENCE, help=f"default: {REFERENCE}")
     p.add_argument("--order", choices=("ours-first", "reference-first"), default="ours-first")
+    p.add_argument("--graphs", choices=("auto", "on", "off", "both"), default="auto",
+                   help="our trainer with CUDA graphs, without, or both (auto: with on CUDA)")
+    p.add_argument("--compile", action="store_true", help="torch.compile our model")
     p.add_argument("--workers", type=int, default=2,
                    help="the reference's DataLoader workers (2, its default; a 16-core GPU machine: 12)")
     a = p.parse_args(argv)
@@ -129,20 +144,25 @@ def main(argv: list[str] | None = None) -> int:
           f"load {os.getloadavg()[0]:.2f}", flush=True)
     with tempfile.TemporaryDirectory(prefix="bench-mnist-") as tmp:
         ref_dir = _reference_data(root, Path(tmp))
-        ours = ref = []
+        variants = {"auto": [None], "on": [True], "off": [False], "both": [False, True]}[a.graphs]
+        ours: dict[str, list[dict[str, float]]] = {}
+        ref: list[dict[str, float]] = []
         for who in (("ours", "reference") if a.order == "ours-first" else ("reference", "ours")):
             if who == "ours":
-                ours = run_ours(a.epochs, device, root, limit)
+                for graphs in variants:
+                    ours[_name(graphs, a.compile)] = run_ours(a.epochs, device, root, limit, graphs, a.compile)
             else:
                 ref = run_reference(a.reference, a.epochs, device, ref_dir, limit, a.workers)
-    t_ours = [m["train_seconds"] for m in ours]
     t_ref = [r["train_seconds"] for r in ref]
-    print("\nepoch  reference train s  ours train s  ratio (reference/ours)")
-    for i, (r, o) in enumerate(zip(t_ref, t_ours, strict=True), 1):
-        print(f"{i:>5}  {r:17.2f}  {o:12.2f}  {r / o:5.2f}x")
-    mr, mo = statistics.median(t_ref), statistics.median(t_ours)
-    print(f"median {mr:16.2f}  {mo:12.2f}  {mr / mo:5.2f}x   (load now {os.getloadavg()[0]:.2f})")
-    print(f"ours, whole epoch with test evaluation: median {statistics.median(m['seconds'] for m in ours):.2f} s")
+    for name, epochs in ours.items():
+        t_ours = [m["train_seconds"] for m in epochs]
+        print(f"\nepoch  reference train s  {name} train s  ratio (reference/{name})")
+        for i, (r, o) in enumerate(zip(t_ref, t_ours, strict=True), 1):
+            print(f"{i:>5}  {r:17.2f}  {o:{len(name) + 8}.2f}  {r / o:5.2f}x")
+        mr, mo = statistics.median(t_ref), statistics.median(t_ours)
+        print(f"median {mr:16.2f}  {mo:{len(name) + 8}.2f}  {mr / mo:5.2f}x   (load now {os.getloadavg()[0]:.2f})")
+        whole = statistics.median(m["seconds"] for m in epochs)
+        print(f"{name}, whole epoch with test evaluation: median {whole:.2f} s")
     return 0
 
 

@@ -1,0 +1,34 @@
+"""bench/seed_stats.py pools seed records of both kinds and prints the figures the README quotes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _run(*args):
+    return subprocess.run([sys.executable, str(ROOT / "bench" / "seed_stats.py"), *map(str, args)],
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_pools_our_results_and_both_reference_formats(tmp_path):
+    (tmp_path / "ours.json").write_text(json.dumps({"runs": [{"test_acc": a} for a in (0.9930, 0.9940, 0.9950)]}))
+    (tmp_path / "ref0.json").write_text(json.dumps({"epochs": [{"test_accuracy": 0.9}, {"test_accuracy": 0.9920}]}))
+    (tmp_path / "ref.jsonl").write_text("".join(
+        json.dumps({"seed": s, "run": {"epochs": [{"test_accuracy": a}]}}) + "\n" for s, a in ((1, 0.9930), (2, 0.9940))))
+    r = _run("--ours", tmp_path / "ours.json", "--reference", tmp_path / "ref0.json", tmp_path / "ref.jsonl")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0].startswith("ours") and "3 seeds  99.400% ± 0.100" in lines[0] and ">= 99.4: 2" in lines[0]
+    assert lines[1].startswith("reference") and "3 seeds  99.300% ± 0.100" in lines[1] and ">= 99.4: 1" in lines[1]
+    assert "+0.100 points" in lines[2] and "Welch t = +1.22" in lines[2]
+
+
+def test_a_missing_file_is_one_line_and_status_2(tmp_path):
+    r = _run("--ours", tmp_path / "none.json", "--reference", tmp_path / "none.json")
+    assert r.returncode == 2 and r.stdout == ""
+    assert len(r.stderr.strip().splitlines()) == 1 and "none.json" in r.stderr
