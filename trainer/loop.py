@@ -143,6 +143,16 @@ def _scheduler(opt: torch.optim.Optimizer, r: Recipe, epochs: int,
     raise ValueError(f"scheduler must be one of none, step, onecycle, cosine; got {r.scheduler!r}")
 
 
+def _batch_loss(fwd: nn.Module, data: Split, idx: torch.Tensor, recipe: Recipe, gen: torch.Generator | None,
+                channels_last: bool, cache: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The training loss on the images ``idx`` of ``data``, augmented: (loss, logits (B, classes), labels (B,))."""
+    x = _prepare(data.x[idx], recipe, gen, channels_last)  # (B, C, H, W)
+    y = data.y[idx]  # (B,)
+    with _autocast(data.device, cache):
+        logits = fwd(x)  # (B, classes)
+    return F.cross_entropy(logits.float(), y, label_smoothing=recipe.label_smoothing), logits, y
+
+
 def _sched_step(sched: torch.optim.lr_scheduler.LRScheduler) -> None:
     """``sched.step()``, without torch's warning that the optimizer never stepped (a CUDA graph steps it)."""
     with warnings.catch_warnings():
@@ -293,11 +303,7 @@ class _Epoch:
         seen, lr = 0, r.lr
         for i in range(steps):
             idx = perm[i * bs:(i + 1) * bs]  # (B,)
-            x = _prepare(data.x[idx], r, self.gen, self.channels_last)  # (B, C, H, W)
-            y = data.y[idx]  # (B,)
-            with _autocast(dev):
-                logits = self.fwd(x)  # (B, classes)
-            loss = F.cross_entropy(logits.float(), y, label_smoothing=r.label_smoothing)
+            loss, logits, y = _batch_loss(self.fwd, data, idx, r, self.gen, self.channels_last)
             self.opt.zero_grad(set_to_none=True)
             lr = self.opt.param_groups[0]["lr"]
             loss.backward()
@@ -362,12 +368,8 @@ class _GraphedEpoch:
     def _step(self, idx: torch.Tensor, lr: torch.Tensor) -> None:
         """One training step on the images ``idx`` at learning rate ``lr`` (0-d); no host sync."""
         assert self.data is not None
-        r, dev = self.recipe, self.data.device
-        x = _prepare(self.data.x[idx], r, self.aug_gen, self.channels_last)  # (B, C, H, W)
-        y = self.data.y[idx]  # (B,)
-        with _autocast(dev, cache=False):
-            logits = self.fwd(x)  # (B, classes)
-        loss = F.cross_entropy(logits.float(), y, label_smoothing=r.label_smoothing)
+        r = self.recipe
+        loss, logits, y = _batch_loss(self.fwd, self.data, idx, r, self.aug_gen, self.channels_last, cache=False)
         grads = list(torch.autograd.grad(loss, self.params, materialize_grads=True))
         if r.grad_clip:
             _clip(grads, r.grad_clip)
