@@ -18,8 +18,8 @@ def _run(*args):
 def test_pools_our_results_and_both_reference_formats(tmp_path):
     (tmp_path / "ours.json").write_text(json.dumps({"runs": [{"test_acc": a} for a in (0.9930, 0.9940, 0.9950)]}))
     (tmp_path / "ref0.json").write_text(json.dumps({"epochs": [{"test_accuracy": 0.9}, {"test_accuracy": 0.9920}]}))
-    (tmp_path / "ref.jsonl").write_text("".join(
-        json.dumps({"seed": s, "run": {"epochs": [{"test_accuracy": a}]}}) + "\n" for s, a in ((1, 0.9930), (2, 0.9940))))
+    lines = [json.dumps({"seed": s, "run": {"epochs": [{"test_accuracy": a}]}}) for s, a in ((1, 0.993), (2, 0.994))]
+    (tmp_path / "ref.jsonl").write_text("\n".join(lines) + "\n")
     r = _run("--ours", tmp_path / "ours.json", "--reference", tmp_path / "ref0.json", tmp_path / "ref.jsonl")
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
@@ -32,3 +32,16 @@ def test_a_missing_file_is_one_line_and_status_2(tmp_path):
     r = _run("--ours", tmp_path / "none.json", "--reference", tmp_path / "none.json")
     assert r.returncode == 2 and r.stdout == ""
     assert len(r.stderr.strip().splitlines()) == 1 and "none.json" in r.stderr
+
+
+def test_the_readme_shows_what_the_committed_records_give():
+    rec = ROOT / "bench" / "records" / "seed000_19642"
+    r = _run("--ours", rec / "cpu-ours.result.json", rec / "h200-ours-seeds0-9.result.json",
+             rec / "h200-ours-seeds10-19.result.json",
+             "--reference", *(rec / f"cpu-reference-seed{s}.json" for s in range(5)), rec / "h200-reference.jsonl")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0].startswith("ours        30 seeds") and lines[1].startswith("reference   13 seeds")
+    readme = (ROOT / "README.md").read_text()
+    for line in lines:
+        assert f"    {line}\n" in readme
