@@ -43,8 +43,6 @@ def _draws(n: int, aug: Augment, generator: torch.Generator | None,
     """
     u = torch.rand(n, 6, generator=generator, device=device)  # (n, 6) uniforms in [0, 1)
     signed = 2 * u - 1                                          # (n, 6) in [-1, 1)
-    one = torch.ones(n, device=device)
-    zero = torch.zeros(n, device=device)
     crop = u[:, 0] < aug.crop_p if aug.crop_p else None
     inv = torch.eye(2, device=device).expand(n, 2, 2)  # (n, 2, 2)
     if aug.scale:
@@ -52,6 +50,7 @@ def _draws(n: int, aug: Augment, generator: torch.Generator | None,
         inv = inv / s[:, None, None]
     if aug.shear:
         t = torch.tan(torch.deg2rad(aug.shear * signed[:, 2]))
+        one, zero = torch.ones_like(t), torch.zeros_like(t)
         inv = inv @ torch.stack([torch.stack([one, -t], 1), torch.stack([zero, one], 1)], 1)
     if aug.rotate:
         a = torch.deg2rad(aug.rotate * signed[:, 3])
@@ -65,16 +64,17 @@ def _draws(n: int, aug: Augment, generator: torch.Generator | None,
 
 def _zoom(crop: torch.Tensor, aug: Augment, height: int, width: int) -> torch.Tensor:
     """(n, 2, 2) inverse of the crop's zoom: side / crop_size about the centre where ``crop``, else identity."""
-    one = torch.ones(len(crop), device=crop.device)
-    return torch.diag_embed(torch.stack([torch.where(crop, aug.crop_size / width, one),
-                                         torch.where(crop, aug.crop_size / height, one)], 1))
+    return torch.diag_embed(torch.stack([torch.where(crop, aug.crop_size / width, 1.0),
+                                         torch.where(crop, aug.crop_size / height, 1.0)], 1))
 
 
 def _theta(inv: torch.Tensor, shift: torch.Tensor | None, height: int, width: int) -> torch.Tensor:
     """(n, 2, 3) ``affine_grid`` matrices from a pixel-unit inverse map and a normalised shift (None: none)."""
     # pixels about the centre -> normalised coordinates: p_norm = D^-1 p_pix, D = diag(W/2, H/2)
-    if height != width:
-        inv = inv * torch.tensor([[1.0, height / width], [width / height, 1.0]]).to(inv.device)  # D^-1 inv D
+    if height != width:  # D^-1 inv D: scalars only, no host-to-device copy inside the step (or a CUDA graph)
+        inv = inv.clone()
+        inv[:, 0, 1] *= height / width
+        inv[:, 1, 0] *= width / height
     if shift is None:
         return torch.cat([inv, inv.new_zeros(len(inv), 2, 1)], 2)
     return torch.cat([inv, -(inv @ shift)], 2)  # the inverse undoes the shift after the rest
