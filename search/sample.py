@@ -74,6 +74,7 @@ class Shape:
     first_pad: int
     dropout: float
     act: str
+    bn_order: str                   # bn_act: conv -> bn -> act; act_bn: conv -> act -> bn
     head: str
     min_channels: int
 
@@ -95,6 +96,7 @@ def sample_shape(trial: TrialLike, space: SearchSpace) -> Shape:
         first_pad=_pick(trial, "arch.first_pad", space["first_pad"]),
         dropout=_pick(trial, "arch.dropout", space["dropout"]),
         act=_pick(trial, "arch.act", space["act"]),
+        bn_order=_pick(trial, "arch.bn_order", space["bn_order"]),
         head=_pick(trial, "arch.head", space["head"]),
         min_channels=space["min_channels"].value if space["min_channels"].fixed else 4,
     )
@@ -115,7 +117,7 @@ def layers_for(shape: Shape, base: int, classes: int) -> tuple[Layer, ...]:
     layers: list[Layer] = []
 
     def block(conv: Layer) -> list[Layer]:
-        return [conv, BatchNorm(), act]
+        return [conv, act, BatchNorm()] if shape.bn_order == "act_bn" else [conv, BatchNorm(), act]
 
     for i in range(shape.stages):
         c = ch[i]
@@ -239,7 +241,7 @@ def smallest_params(space: SearchSpace, classes: int = 10, input: tuple[int, int
                         stages=stages, convs=(int(lows(space["convs"])),) * stages, types=("plain",) * stages,
                         growth=(1.0,) + (float(lows(space["growth"])),) * (stages - 1),
                         squeeze=(False,) * stages, residual=(False,) * stages, kernel=k, first_pad=pad,
-                        dropout=0.0, act="relu", head=head,
+                        dropout=0.0, act="relu", bn_order="bn_act", head=head,
                         min_channels=space["min_channels"].value if space["min_channels"].fixed else 4)
                     try:
                         n = _params(shape, 1, classes, input)

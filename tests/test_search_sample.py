@@ -76,6 +76,25 @@ def test_space_override_fixes_values(tmp_path):
         assert "arch.stages" not in trial.params
 
 
+def test_bn_order_puts_batch_norm_after_the_activation_when_chosen(tmp_path):
+    def pairs(spec):  # what follows each convolution
+        kinds = [layer.kind for layer in spec.layers]
+        return {(kinds[i + 1], kinds[i + 2]) for i, k in enumerate(kinds[:-2]) if k in ("conv", "sepconv")
+                and kinds[i + 1] != "gap"}
+
+    default = [s for _, s in _sampled(20_000, 10, seed=2) if s is not None]
+    assert default and all(pairs(s) == {("bn", "act")} for s in default)
+    f = tmp_path / "space.yaml"
+    f.write_text("bn_order: {choices: [bn_act, act_bn]}\nresidual: false\nhead: gap_linear\n")
+    got = [(t, s) for t, s in _sampled(20_000, 20, seed=2, space=load_space(f)) if s is not None]
+    orders = {t.params["arch.bn_order"] for t, _ in got}
+    assert orders == {"bn_act", "act_bn"}
+    for trial, spec in got:
+        want = ("act", "bn") if trial.params["arch.bn_order"] == "act_bn" else ("bn", "act")
+        assert pairs(spec) == {want}
+        assert sum(p.numel() for p in build(spec).parameters()) == count_params(spec) <= 20_000
+
+
 @pytest.mark.parametrize("text, needle", [
     ("nope: 3\n", "unknown search-space entry 'nope'"),
     ("stages: {low: 3, high: 2}\n", "stages"),
