@@ -20,6 +20,7 @@ SEED_FILES = sorted(ZOO.glob("seed*.yaml"))  # from the reference documents; the
 # The counts the reference documents report for the networks whose layers they give.
 DOC_PARAMS = {
     "seed000_19642.yaml": 19642,
+    "seed000_actbn_19642.yaml": 19642,  # the same network, ReLU before BatchNorm
     "seed001_v1_420614.yaml": 420614,
     "seed001_v2_99746.yaml": 99746,
     "seed001_v3_18594.yaml": 18594,
@@ -194,3 +195,15 @@ def test_seed000_is_the_reference_pipelines_network_weight_for_weight() -> None:
     theirs.eval()
     with torch.no_grad():
         assert torch.allclose(F.log_softmax(ours(x), 1), theirs(x), atol=1e-5)
+
+
+def test_seed000_actbn_is_seed000_with_relu_before_each_batch_norm() -> None:
+    ours, other = load(ZOO / "seed000_19642.yaml"), load(ZOO / "seed000_actbn_19642.yaml")
+    kinds = [layer.kind for layer in ours.layers]
+    swapped = list(ours.layers)
+    for i in range(len(kinds) - 1):
+        if kinds[i:i + 2] == ["bn", "act"]:
+            swapped[i], swapped[i + 1] = swapped[i + 1], swapped[i]
+    assert tuple(swapped) == other.layers != ours.layers
+    assert other.recipe == ours.recipe and other.info["source"] == ours.info["source"]
+    assert analyze(other).rf == analyze(ours).rf == 24
