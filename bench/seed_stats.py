@@ -1,13 +1,15 @@
 """Test accuracies of many seeds, pooled: ours (``trainer.train`` result files) against the reference's records.
 
     python bench/seed_stats.py --ours RESULT.json ... --reference SEED.json|RUNS.jsonl ... [--target 99.4]
+    python bench/seed_stats.py --group NAME FILE ... --group NAME FILE ... [--target 99.4]
 
-``--ours``: files written by ``python -m trainer.train`` (every run in each).
-``--reference``: files written by the reference pipeline's ``--json`` (one
-seed each), or JSON lines of ``{"seed": s, "run": <such a file>}``.  Printed
-per group: seeds, mean ± sample standard deviation, standard error, range and
-how many seeds reach ``--target``; then the difference of the means and
-Welch's t.
+Each file is either one written by ``python -m trainer.train`` (every run in
+it), or one written by the reference pipeline's ``--json`` (one seed), or JSON
+lines of ``{"seed": s, "run": <such a file>}``.  ``--ours`` and
+``--reference`` are the groups ``ours`` and ``reference``, first and in that
+order; ``--group`` names others, after them.  Printed per group: seeds, mean ± sample standard deviation, standard
+error, range and how many seeds reach ``--target``; then, for every later
+group, the difference of the first group's mean from it and Welch's t.
 """
 
 from __future__ import annotations
@@ -20,45 +22,55 @@ import sys
 from pathlib import Path
 
 
-def ours(path: Path) -> list[float]:
-    return [100 * r["test_acc"] for r in json.loads(path.read_text())["runs"] if r.get("test_acc") is not None]
-
-
-def reference(path: Path) -> list[float]:
+def accuracies(path: Path) -> list[float]:
+    """Test accuracies (percent) of every finished seed in a result file of either kind."""
     text = path.read_text()
-    records = [json.loads(line)["run"] for line in text.splitlines() if line.strip()] if path.suffix == ".jsonl" \
-        else [json.loads(text)]
+    if path.suffix == ".jsonl":
+        records = [json.loads(line)["run"] for line in text.splitlines() if line.strip()]
+    else:
+        doc = json.loads(text)
+        if "runs" in doc:  # python -m trainer.train
+            return [100 * r["test_acc"] for r in doc["runs"] if r.get("test_acc") is not None]
+        records = [doc]
     return [100 * r["epochs"][-1]["test_accuracy"] for r in records]
 
 
-def _line(name: str, acc: list[float], target: float) -> str:
+def _line(name: str, acc: list[float], target: float, width: int) -> str:
     mean, sd = statistics.mean(acc), statistics.stdev(acc)
-    return (f"{name:<10} {len(acc):>3} seeds  {mean:.3f}% ± {sd:.3f}  (s.e. {sd / math.sqrt(len(acc)):.3f})  "
+    return (f"{name:<{width}} {len(acc):>3} seeds  {mean:.3f}% ± {sd:.3f}  (s.e. {sd / math.sqrt(len(acc)):.3f})  "
             f"range {min(acc):.2f}..{max(acc):.2f}  >= {target:g}: {sum(a >= target - 1e-9 for a in acc)}")
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--ours", type=Path, nargs="+", required=True)
-    p.add_argument("--reference", type=Path, nargs="+", required=True)
+    p.add_argument("--ours", type=Path, nargs="+", default=[])
+    p.add_argument("--reference", type=Path, nargs="+", default=[])
+    p.add_argument("--group", nargs="+", action="append", default=[], metavar=("NAME", "FILE"),
+                   help="a named group of result files")
     p.add_argument("--target", type=float, default=99.4, help="test accuracy in percent (default 99.4)")
     a = p.parse_args(argv)
+    files = {name: paths for name, paths in (("ours", a.ours), ("reference", a.reference)) if paths}
+    for name, *paths in a.group:
+        if not paths or name in files:
+            p.error(f"--group {name}: " + ("names no file" if not paths else "is named twice"))
+        files[name] = [Path(f) for f in paths]
     try:
-        a_ours = [x for f in a.ours for x in ours(f)]
-        a_ref = [x for f in a.reference for x in reference(f)]
+        groups = {name: [x for f in paths for x in accuracies(f)] for name, paths in files.items()}
     except (OSError, ValueError, KeyError, IndexError, TypeError) as e:
         print(f"seed_stats: cannot read the records: {e}", file=sys.stderr)
         return 2
-    if len(a_ours) < 2 or len(a_ref) < 2:
-        print("seed_stats: need at least two seeds on each side", file=sys.stderr)
+    if len(groups) < 2 or any(len(acc) < 2 for acc in groups.values()):
+        print("seed_stats: need two groups or more, with at least two seeds each", file=sys.stderr)
         return 2
-    print(_line("ours", a_ours, a.target))
-    print(_line("reference", a_ref, a.target))
-    v_o, v_r = statistics.variance(a_ours) / len(a_ours), statistics.variance(a_ref) / len(a_ref)
-    diff = statistics.mean(a_ours) - statistics.mean(a_ref)
-    print(f"ours - reference: {diff:+.3f} points, Welch t = {diff / math.sqrt(v_o + v_r):+.2f}")
+    width = max(10, *(len(n) + 1 for n in groups))
+    for name, acc in groups.items():
+        print(_line(name, acc, a.target, width))
+    (first, a_first), *rest = groups.items()
+    for name, acc in rest:
+        diff = statistics.mean(a_first) - statistics.mean(acc)
+        se = math.sqrt(statistics.variance(a_first) / len(a_first) + statistics.variance(acc) / len(acc))
+        print(f"{first} - {name}: {diff:+.3f} points, Welch t = {diff / se:+.2f}")
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -28,6 +28,25 @@ def test_pools_our_results_and_both_reference_formats(tmp_path):
     assert "+0.100 points" in lines[2] and "Welch t = +1.22" in lines[2]
 
 
+def test_named_groups_of_either_kind_each_against_the_first(tmp_path):
+    (tmp_path / "a.json").write_text(json.dumps({"runs": [{"test_acc": a} for a in (0.9940, 0.9950)]}))
+    (tmp_path / "b.json").write_text(json.dumps({"runs": [{"test_acc": a} for a in (0.9930, 0.9940)]}))
+    (tmp_path / "r.jsonl").write_text("".join(json.dumps({"seed": s, "run": {"epochs": [{"test_accuracy": a}]}}) + "\n"
+                                              for s, a in ((1, 0.992), (2, 0.994))))
+    r = _run("--group", "act_bn_first", tmp_path / "a.json", "--group", "b", tmp_path / "b.json",
+             "--reference", tmp_path / "r.jsonl")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert [line.split()[:2] for line in lines[:3]] == [["reference", "2"], ["act_bn_first", "2"], ["b", "2"]]
+    assert lines[0].index("2 seeds") == lines[1].index("2 seeds") == len("act_bn_first") + 4
+    assert lines[3] == "reference - act_bn_first: -0.150 points, Welch t = -1.34"
+    assert lines[4] == "reference - b: -0.050 points, Welch t = -0.45"
+    for args in (("--group", "b", tmp_path / "b.json"), ("--group", "b", "--ours", tmp_path / "a.json"),
+                 ("--group", "b", tmp_path / "b.json", "--group", "b", tmp_path / "a.json")):
+        r = _run(*args)
+        assert r.returncode == 2 and r.stdout == "" and len(r.stderr.strip().splitlines()) >= 1, args
+
+
 def test_a_missing_file_is_one_line_and_status_2(tmp_path):
     r = _run("--ours", tmp_path / "none.json", "--reference", tmp_path / "none.json")
     assert r.returncode == 2 and r.stdout == ""
