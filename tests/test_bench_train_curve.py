@@ -86,3 +86,25 @@ def test_bad_arguments_are_one_line_and_status_2(tmp_path):
         r = _run(*args)
         assert r.returncode == 2 and r.stdout == "", args
         assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+@pytest.mark.skipif(not DOC000.is_file(), reason=f"the write-up is not at {DOC000}")
+def test_the_readme_shows_what_the_records_give():
+    a, b = ROOT / "bench" / "records" / "seed000_actbn_19642", ROOT / "bench" / "records" / "seed000_19642"
+    r = _run("--doc", DOC000, "--runs", f"act_bn={a / 'cpu-seeds0-4.result.json'}",
+             f"act_bn={a / 'cpu-seeds5-9.result.json'}", f"bn_act={b / 'cpu-ours.result.json'}",
+             f"bn_act={b / 'h200-ours-seeds0-9.result.json'}", f"bn_act={b / 'h200-ours-seeds10-19.result.json'}")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert len(lines) == 1 + 19 + 2
+    # what the README says of them: act_bn within 0.15 points of the write-up from epoch 2 on,
+    # bn_act 0.3 points or more under it at every epoch
+    for line in lines[2:20]:
+        _, doc, act_bn, _ = (float(c.rstrip("%")) for c in line.split())
+        assert abs(act_bn - doc) <= 0.15, line
+    for line in lines[1:20]:
+        _, doc, _, bn_act = (float(c.rstrip("%")) for c in line.split())
+        assert doc - bn_act >= 0.3, line
+    readme = (ROOT / "README.md").read_text()
+    for line in lines:
+        assert f"    {line}\n" in readme
