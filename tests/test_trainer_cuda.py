@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from trainer_helpers import Stop, stop_after
 
 from space.build import build
 from space.io import load
@@ -73,17 +74,9 @@ def test_a_nan_learning_rate_is_status_nan_on_cuda(data, graphs):
 
 def test_resume_on_cuda_continues_at_the_next_epoch(data, tmp_path):
     r = dataclasses.replace(SPEC.recipe, epochs=3, lr=0.05)
-
-    class Stop(Exception):
-        pass
-
-    def stop_after_2(epoch, m):
-        if epoch == 2:
-            raise Stop
-
     ckpt = tmp_path / "run.pt"
     with pytest.raises(Stop):
-        _fit(data, r, checkpoint=ckpt, report=stop_after_2)
+        _fit(data, r, checkpoint=ckpt, report=stop_after(2))
     seen = []
     resumed = _fit(data, r, resume=ckpt, report=lambda e, m: seen.append(e))
     assert resumed.ok and seen == [3] and [m["epoch"] for m in resumed.epochs] == [1, 2, 3]

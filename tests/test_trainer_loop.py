@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from trainer_helpers import Stop, stop_after
 
 from space.build import build
 from space.spec import Augment, NetSpec, Recipe, from_dict
@@ -155,17 +156,9 @@ def test_resuming_from_a_checkpoint_gives_the_uninterrupted_result(spec, data, t
                                  grad_clip=1.0)
     small = _small(data, 384)
     whole = _fit(spec, small, recipe, checkpoint=tmp_path / "whole.pt", graphs=graphs)
-
-    class Stop(Exception):
-        pass
-
-    def stop_after_2(epoch, m):
-        if epoch == 2:
-            raise Stop
-
     ckpt = tmp_path / "run.pt"
     with pytest.raises(Stop):
-        _fit(spec, small, recipe, checkpoint=ckpt, report=stop_after_2, graphs=graphs)
+        _fit(spec, small, recipe, checkpoint=ckpt, report=stop_after(2), graphs=graphs)
     assert torch.load(ckpt, weights_only=True)["epoch"] == 2
     seen = []
     torch.manual_seed(123)  # a different initialisation and global RNG: the checkpoint must restore both
