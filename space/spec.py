@@ -17,19 +17,40 @@ A spec is a YAML document::
     - {kind: linear, out: 10}
     recipe: {optimizer: sgd, lr: 0.01, ...}
 
-Every class here validates itself in ``__post_init__`` and raises
-:class:`SpecError` naming the field and the value; :func:`from_dict` adds the
-location (``layers[3]``).  Shape checks (kernels larger than their input,
-mismatched residuals, ...) run when a :class:`NetSpec` is made, through the
-pure analysis in :mod:`space.analysis`.  This module does not import torch.
+The layer kinds (``conv``, ``bn``, ...) live in :mod:`space.layers`, registered
+under their YAML names, and are re-exported here.  Every class validates itself
+in ``__post_init__`` and raises :class:`SpecError` naming the field and the
+value; :func:`from_dict` adds the location (``layers[3]``).  Shape checks
+(kernels larger than their input, mismatched residuals, ...) run when a
+:class:`NetSpec` is made, through each kind's shape rule.  This module does not
+import torch.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Union
+from typing import Any
+
+from space.checks import SpecError, check_bool, check_choice, check_float, check_int, check_str
+from space.layers import (
+    ACTIVATIONS,
+    GAP,
+    KINDS,
+    Act,
+    BatchNorm,
+    Conv,
+    Dropout,
+    Dropout2d,
+    Flatten,
+    Layer,
+    Linear,
+    MaxPool,
+    Residual,
+    SepConv,
+    Shape,
+    walk,
+)
 
 __all__ = [
     "SpecError", "Conv", "SepConv", "BatchNorm", "Act", "MaxPool", "Dropout", "Dropout2d",
@@ -37,238 +58,7 @@ __all__ = [
     "NetSpec", "ACTIVATIONS", "OPTIMIZERS", "SCHEDULERS", "INTERPOLATIONS", "from_dict", "to_dict",
 ]
 
-
-class SpecError(ValueError):
-    """Anything wrong with a spec, a recipe or a search space; the message says what and where."""
-
-    def __init__(self, message: str, where: str = "") -> None:
-        self.bare = message
-        self.where = where
-        super().__init__(f"{where}: {message}" if where else message)
-
-    def in_file(self, source: str) -> SpecError:
-        """The same error, prefixed with the file it came from (``spec.yaml: layers[2]: ...``)."""
-        err = SpecError(self.bare, self.where)
-        err.args = (f"{source}: {self}",)
-        return err
-
-    def at(self, where: str) -> SpecError:
-        """The same error, located one level further out (``layers[2]`` + ``.out``)."""
-        if not where:
-            return self
-        inner = self.where
-        if inner and not inner.startswith("["):
-            inner = "." + inner
-        return SpecError(self.bare, where + inner)
-
-
-# ---------------------------------------------------------------- field checks
-
-
-def _int(obj: Any, name: str, lo: int | None = None) -> None:
-    v = getattr(obj, name)
-    if isinstance(v, bool) or not isinstance(v, int):
-        raise SpecError(f"{name} must be an integer, got {v!r}")
-    if lo is not None and v < lo:
-        raise SpecError(f"{name} must be >= {lo}, got {v!r}")
-
-
-def _float(obj: Any, name: str, lo: float | None = None, hi: float | None = None,
-           lo_open: bool = False, hi_open: bool = False, optional: bool = False) -> None:
-    v = getattr(obj, name)
-    if v is None and optional:
-        return
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        raise SpecError(f"{name} must be a number, got {v!r}")
-    if not math.isfinite(v):
-        raise SpecError(f"{name} must be finite, got {v!r}")
-    if lo is not None and (v < lo or (lo_open and v == lo)):
-        raise SpecError(f"{name} must be {'>' if lo_open else '>='} {lo}, got {v!r}")
-    if hi is not None and (v > hi or (hi_open and v == hi)):
-        raise SpecError(f"{name} must be {'<' if hi_open else '<='} {hi}, got {v!r}")
-    object.__setattr__(obj, name, float(v))
-
-
-def _bool(obj: Any, name: str) -> None:
-    v = getattr(obj, name)
-    if not isinstance(v, bool):
-        raise SpecError(f"{name} must be true or false, got {v!r}")
-
-
-def _choice(obj: Any, name: str, choices: tuple[str, ...]) -> None:
-    v = getattr(obj, name)
-    if v not in choices:
-        raise SpecError(f"{name} must be one of {', '.join(choices)}; got {v!r}")
-
-
-def _str(obj: Any, name: str) -> None:
-    v = getattr(obj, name)
-    if not isinstance(v, str) or not v:
-        raise SpecError(f"{name} must be a non-empty string, got {v!r}")
-
-
-# ---------------------------------------------------------------- layers
-
-ACTIVATIONS = ("relu", "relu6", "leaky_relu", "gelu", "silu", "elu", "tanh")
-
-
-@dataclass(frozen=True)
-class Conv:
-    """A 2-D convolution; ``groups`` > 1 gives a grouped (``groups == in`` a depthwise) one."""
-
-    kind: ClassVar[str] = "conv"
-    shown: ClassVar[tuple[str, ...]] = ("out", "k", "pad")
-    out: int
-    k: int = 3
-    stride: int = 1
-    pad: int = 0
-    bias: bool = True
-    groups: int = 1
-
-    def __post_init__(self) -> None:
-        _int(self, "out", 1)
-        _int(self, "k", 1)
-        _int(self, "stride", 1)
-        _int(self, "pad", 0)
-        _bool(self, "bias")
-        _int(self, "groups", 1)
-        if self.out % self.groups:
-            raise SpecError(f"out must be divisible by groups ({self.groups}), got {self.out}")
-
-
-@dataclass(frozen=True)
-class SepConv:
-    """Depthwise-separable convolution: a k x k depthwise conv (no bias), then a 1x1 pointwise conv."""
-
-    kind: ClassVar[str] = "sepconv"
-    shown: ClassVar[tuple[str, ...]] = ("out", "k", "pad")
-    out: int
-    k: int = 3
-    stride: int = 1
-    pad: int = 0
-    bias: bool = True
-
-    def __post_init__(self) -> None:
-        _int(self, "out", 1)
-        _int(self, "k", 1)
-        _int(self, "stride", 1)
-        _int(self, "pad", 0)
-        _bool(self, "bias")
-
-
-@dataclass(frozen=True)
-class BatchNorm:
-    """Batch normalisation (2-D on feature maps, 1-D on flat features), with affine weights."""
-
-    kind: ClassVar[str] = "bn"
-
-    def __post_init__(self) -> None:
-        pass
-
-
-@dataclass(frozen=True)
-class Act:
-    kind: ClassVar[str] = "act"
-    shown: ClassVar[tuple[str, ...]] = ("fn",)
-    fn: str = "relu"
-
-    def __post_init__(self) -> None:
-        _choice(self, "fn", ACTIVATIONS)
-
-
-@dataclass(frozen=True)
-class MaxPool:
-    kind: ClassVar[str] = "maxpool"
-    shown: ClassVar[tuple[str, ...]] = ("k",)
-    k: int = 2
-    stride: int = 0  # 0: same as k
-    pad: int = 0
-
-    def __post_init__(self) -> None:
-        _int(self, "k", 1)
-        _int(self, "stride", 0)
-        _int(self, "pad", 0)
-        if self.pad * 2 > self.k:
-            raise SpecError(f"pad must be at most half of k ({self.k}), got {self.pad}")
-
-    @property
-    def s(self) -> int:
-        return self.stride or self.k
-
-
-@dataclass(frozen=True)
-class Dropout:
-    kind: ClassVar[str] = "dropout"
-    shown: ClassVar[tuple[str, ...]] = ("p",)
-    p: float = 0.1
-
-    def __post_init__(self) -> None:
-        _float(self, "p", 0.0, 1.0, hi_open=True)
-
-
-@dataclass(frozen=True)
-class Dropout2d:
-    """Channel dropout: zeroes whole feature maps."""
-
-    kind: ClassVar[str] = "dropout2d"
-    shown: ClassVar[tuple[str, ...]] = ("p",)
-    p: float = 0.1
-
-    def __post_init__(self) -> None:
-        _float(self, "p", 0.0, 1.0, hi_open=True)
-
-
-@dataclass(frozen=True)
-class GAP:
-    """Global average pooling to C x 1 x 1."""
-
-    kind: ClassVar[str] = "gap"
-
-    def __post_init__(self) -> None:
-        pass
-
-
-@dataclass(frozen=True)
-class Flatten:
-    kind: ClassVar[str] = "flatten"
-
-    def __post_init__(self) -> None:
-        pass
-
-
-@dataclass(frozen=True)
-class Linear:
-    """A fully connected layer on flat features (after ``flatten``, or on C x 1 x 1 after ``gap``)."""
-
-    kind: ClassVar[str] = "linear"
-    out: int
-    bias: bool = True
-
-    def __post_init__(self) -> None:
-        _int(self, "out", 1)
-        _bool(self, "bias")
-
-
-@dataclass(frozen=True)
-class Residual:
-    """``x + f(x)`` where ``f`` is the group of layers; the group must keep the shape."""
-
-    kind: ClassVar[str] = "residual"
-    layers: tuple[Layer, ...] = ()
-
-    def __post_init__(self) -> None:
-        if isinstance(self.layers, list):
-            object.__setattr__(self, "layers", tuple(self.layers))
-        if not isinstance(self.layers, tuple) or not self.layers:
-            raise SpecError(f"layers must be a non-empty list of layers, got {self.layers!r}")
-        for i, layer in enumerate(self.layers):
-            if not isinstance(layer, _LAYER_TYPES):
-                raise SpecError(f"layers[{i}] is not a layer: {layer!r}")
-
-
-Layer = Union[Conv, SepConv, BatchNorm, Act, MaxPool, Dropout, Dropout2d, GAP, Flatten, Linear, Residual]
-_LAYER_TYPES = (Conv, SepConv, BatchNorm, Act, MaxPool, Dropout, Dropout2d, GAP, Flatten, Linear, Residual)
-LAYER_KINDS: dict[str, type] = {cls.kind: cls for cls in _LAYER_TYPES}
+LAYER_KINDS = KINDS  # YAML name -> layer class: the registry of space.layers
 
 
 # ---------------------------------------------------------------- recipe
@@ -302,14 +92,14 @@ class Augment:
     interp: str = "bilinear"
 
     def __post_init__(self) -> None:
-        _float(self, "rotate", 0.0, 180.0)
-        _float(self, "translate", 0.0, 0.5)
-        _float(self, "scale", 0.0, 0.9)
-        _float(self, "shear", 0.0, 60.0)
-        _float(self, "crop_p", 0.0, 1.0)
-        _int(self, "crop_size", 1)
-        _float(self, "erase_p", 0.0, 1.0)
-        _choice(self, "interp", INTERPOLATIONS)
+        check_float(self, "rotate", 0.0, 180.0)
+        check_float(self, "translate", 0.0, 0.5)
+        check_float(self, "scale", 0.0, 0.9)
+        check_float(self, "shear", 0.0, 60.0)
+        check_float(self, "crop_p", 0.0, 1.0)
+        check_int(self, "crop_size", 1)
+        check_float(self, "erase_p", 0.0, 1.0)
+        check_choice(self, "interp", INTERPOLATIONS)
 
     @property
     def off(self) -> bool:
@@ -338,23 +128,23 @@ class Recipe:
     augment: Augment = field(default_factory=Augment)
 
     def __post_init__(self) -> None:
-        _choice(self, "optimizer", OPTIMIZERS)
-        _float(self, "lr", 0.0, lo_open=True)
-        _float(self, "momentum", 0.0, 1.0, hi_open=True)
-        _bool(self, "nesterov")
+        check_choice(self, "optimizer", OPTIMIZERS)
+        check_float(self, "lr", 0.0, lo_open=True)
+        check_float(self, "momentum", 0.0, 1.0, hi_open=True)
+        check_bool(self, "nesterov")
         if self.nesterov and (self.optimizer != "sgd" or self.momentum == 0):
             raise SpecError("nesterov needs optimizer sgd with momentum > 0")
-        _float(self, "weight_decay", 0.0)
-        _choice(self, "scheduler", SCHEDULERS)
-        _int(self, "step_size", 1)
-        _float(self, "gamma", 0.0, 1.0, lo_open=True)
-        _float(self, "max_lr", 0.0, lo_open=True, optional=True)
-        _float(self, "pct_start", 0.0, 1.0, lo_open=True, hi_open=True)
-        _int(self, "batch_size", 1)
-        _int(self, "epochs", 1)
-        _float(self, "label_smoothing", 0.0, 1.0, hi_open=True)
-        _float(self, "grad_clip", 0.0)
-        _int(self, "seed", 0)
+        check_float(self, "weight_decay", 0.0)
+        check_choice(self, "scheduler", SCHEDULERS)
+        check_int(self, "step_size", 1)
+        check_float(self, "gamma", 0.0, 1.0, lo_open=True)
+        check_float(self, "max_lr", 0.0, lo_open=True, optional=True)
+        check_float(self, "pct_start", 0.0, 1.0, lo_open=True, hi_open=True)
+        check_int(self, "batch_size", 1)
+        check_int(self, "epochs", 1)
+        check_float(self, "label_smoothing", 0.0, 1.0, hi_open=True)
+        check_float(self, "grad_clip", 0.0)
+        check_int(self, "seed", 0)
         if not isinstance(self.augment, Augment):
             raise SpecError(f"augment must be a mapping of augmentation strengths, got {self.augment!r}")
 
@@ -379,27 +169,25 @@ class NetSpec:
     info: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
     def __post_init__(self) -> None:
-        _str(self, "name")
+        check_str(self, "name")
         if isinstance(self.input, list):
             object.__setattr__(self, "input", tuple(self.input))
         if (not isinstance(self.input, tuple) or len(self.input) != 3
                 or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in self.input)):
             raise SpecError(f"input must be three positive integers [C, H, W], got {self.input!r}")
-        _int(self, "classes", 2)
+        check_int(self, "classes", 2)
         if isinstance(self.layers, list):
             object.__setattr__(self, "layers", tuple(self.layers))
         if not isinstance(self.layers, tuple) or not self.layers:
             raise SpecError(f"layers must be a non-empty list of layers, got {self.layers!r}")
         for i, layer in enumerate(self.layers):
-            if not isinstance(layer, _LAYER_TYPES):
+            if not isinstance(layer, Layer):
                 raise SpecError(f"not a layer: {layer!r}", f"layers[{i}]")
         if not isinstance(self.recipe, Recipe):
             raise SpecError(f"recipe must be a mapping, got {self.recipe!r}")
         if not isinstance(self.info, dict):
             raise SpecError(f"info must be a mapping, got {self.info!r}")
-        from space.analysis import analyze  # shapes: a pure function of the spec
-
-        out = analyze(self).out_shape
+        out = walk(self.layers, Shape.of(self.input)).dims  # shape errors name the layer
         if out != (self.classes,) and out != (self.classes, 1, 1):
             raise SpecError(f"the network ends with shape {_shape(out)} but must give {self.classes} classes "
                             f"(end with linear out: {self.classes}, or a conv to {self.classes} channels then gap)",
@@ -412,6 +200,7 @@ def _shape(s: tuple[int, ...]) -> str:
 
 # ---------------------------------------------------------------- dicts
 
+_GROUP = "layers"  # a layer's field of this name holds a group of layers (residual)
 _INFO_KEYS = ("notes", "source", "metrics", "provenance", "test", "search")
 _TOP_KEYS = ("name", "input", "classes", "layers", "recipe") + _INFO_KEYS
 
@@ -435,11 +224,11 @@ def layer_from_dict(d: Any, where: str = "layer") -> Layer:
     cls = LAYER_KINDS[kind]
     try:
         kw = _check_keys(d, cls, f"layer {kind!r}", skip=("kind",))
-        if cls is Residual:
-            inner = kw.get("layers")
+        if any(f.name == _GROUP for f in dataclasses.fields(cls)):
+            inner = kw.get(_GROUP)
             if not isinstance(inner, list) or not inner:
                 raise SpecError(f"layers must be a non-empty list of layers, got {inner!r}")
-            kw["layers"] = tuple(layer_from_dict(x, f"layers[{i}]") for i, x in enumerate(inner))
+            kw[_GROUP] = tuple(layer_from_dict(x, f"layers[{i}]") for i, x in enumerate(inner))
         return cls(**kw)
     except SpecError as e:
         raise e.at(where) from None
@@ -489,8 +278,8 @@ def layer_to_dict(layer: Layer) -> dict[str, Any]:
     out: dict[str, Any] = {"kind": layer.kind}
     for f in dataclasses.fields(layer):
         v = getattr(layer, f.name)
-        if f.name == "layers":
-            out["layers"] = [layer_to_dict(x) for x in v]
+        if f.name == _GROUP:
+            out[_GROUP] = [layer_to_dict(x) for x in v]
         elif f.default is dataclasses.MISSING or v != f.default or f.name in getattr(layer, "shown", ()):
             out[f.name] = v
     return out
