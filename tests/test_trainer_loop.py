@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from trainer_helpers import Stop, stop_after
+from trainer_helpers import TINY, Stop, stop_after
 
 from space.build import build
 from space.spec import Augment, NetSpec, Recipe, from_dict
@@ -17,18 +17,6 @@ from trainer.loop import METRICS, FitResult, evaluate, fit
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# a 9k-parameter network that learns within one short epoch, with dropout to exercise the global RNG
-TINY = {
-    "name": "tiny",
-    "layers": [
-        {"kind": "conv", "out": 8, "k": 3, "pad": 1}, {"kind": "bn"}, {"kind": "act"}, {"kind": "maxpool", "k": 2},
-        {"kind": "dropout2d", "p": 0.1},
-        {"kind": "conv", "out": 16, "k": 3, "pad": 1}, {"kind": "bn"}, {"kind": "act"}, {"kind": "maxpool", "k": 2},
-        {"kind": "flatten"}, {"kind": "linear", "out": 10},
-    ],
-    "recipe": {"optimizer": "adam", "lr": 0.01, "batch_size": 64, "epochs": 1, "seed": 0,
-               "augment": {"rotate": 10, "translate": 0.05, "crop_p": 0.1, "erase_p": 0.1}},
-}
 TIMING = ("seconds", "train_seconds", "images_per_second")
 THREADS = 1  # the test machine is shared: one thread is steadier (and the results depend on the count)
 

@@ -74,3 +74,22 @@ def test_bad_input_is_one_line_on_stderr_exit_2_and_nothing_written(spec, tmp_pa
     assert len(lines) == 1 and says in lines[0] and lines[0].startswith("train: error: ")
     assert captured.out == ""
     assert sorted(p.name for p in tmp_path.rglob("*")) == before
+
+
+@pytest.mark.parametrize("flag, want", [
+    ([], None), (["--precision", "fp32"], "fp32"), (["--precision", "bf16"], "bf16"),
+], ids=["auto", "fp32", "bf16"])
+def test_precision_is_chosen_or_overridden_and_recorded(spec, capsys, flag, want):
+    from trainer.loop import cpu_bf16_supported
+
+    want = want or ("bf16" if cpu_bf16_supported() else "fp32")
+    assert main([str(spec), "--epochs", "1", "--train-limit", "128", "--device", "cpu", *flag]) == 0
+    assert f"on cpu in {want}\n" in capsys.readouterr().out
+    doc = json.loads((spec.parent / "net.result.json").read_text())
+    assert doc["precision"] == want and doc["runs"][0]["precision"] == want
+
+
+def test_an_unknown_precision_flag_is_a_usage_error(spec, capsys):
+    assert main([str(spec), "--precision", "fp16"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("train: error: ") and "'fp16'" in err and len(err.splitlines()) == 1

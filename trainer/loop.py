@@ -51,10 +51,12 @@ from trainer.augment import augment
 from trainer.data import MEAN, STD, Split, Splits
 from trainer.optim import init_state, update
 
-__all__ = ["FitResult", "Evaluation", "fit", "evaluate", "resolve_device", "cpu_threads", "METRICS"]
+__all__ = ["FitResult", "Evaluation", "fit", "evaluate", "resolve_device", "resolve_precision", "cpu_threads",
+           "cpu_bf16_supported", "METRICS", "PRECISIONS"]
 
 METRICS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "seconds", "train_seconds",
            "images_per_second", "lr")
+PRECISIONS = ("fp32", "bf16")
 _CHECKPOINT_FORMAT = 1
 
 Report = Callable[[int, dict[str, float]], None]
@@ -69,6 +71,7 @@ class FitResult:
     epochs: list[dict[str, float]] = field(default_factory=list)  # metrics of each finished epoch
     seconds: float = 0.0                                         # wall time of this call
     message: str = ""                                            # why, when status is not "ok"
+    precision: str = "fp32"                                      # what the forward passes ran in: fp32 or bf16
 
     @property
     def ok(self) -> bool:
@@ -97,6 +100,28 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
     return dev
 
 
+@functools.cache
+def cpu_bf16_supported() -> bool:
+    """Whether oneDNN runs bfloat16 natively on this processor (AVX512-BF16 or AMX): asked once per process."""
+    try:
+        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # a build without oneDNN, or a torch that no longer has the query
+        return False
+
+
+def resolve_precision(precision: str | None, device: torch.device) -> str:
+    """``precision`` checked, or for None the fastest that trains as well: bf16 autocast on CUDA, and on a
+    CPU whose oneDNN runs bf16 natively (:func:`cpu_bf16_supported`); fp32 elsewhere.
+
+    "bf16" asked for on a CPU without native support still runs (emulated, slowly).
+    """
+    if precision is None:
+        return "bf16" if device.type == "cuda" or (device.type == "cpu" and cpu_bf16_supported()) else "fp32"
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)} or None (auto), got {precision!r}")
+    return precision
+
+
 # ---------------------------------------------------------------- pieces
 
 
@@ -110,9 +135,11 @@ def _prepare(x: torch.Tensor, recipe: Recipe | None, gen: torch.Generator | None
     return out.contiguous(memory_format=torch.channels_last) if channels_last else out
 
 
-def _autocast(device: torch.device, cache: bool = True) -> Any:
-    """bf16 autocast on CUDA (``cache=False`` inside a CUDA graph capture, as torch asks), nothing on the CPU."""
-    return torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=cache) if device.type == "cuda" else nullcontext()
+def _autocast(device: torch.device, precision: str, cache: bool = True) -> Any:
+    """bf16 autocast for ``precision`` "bf16", else nothing (``cache=False`` inside a graph capture, as torch asks)."""
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16, cache_enabled=cache)
+    return nullcontext()
 
 
 def _optimizer(params: Any, r: Recipe) -> torch.optim.Optimizer:
@@ -144,11 +171,12 @@ def _scheduler(opt: torch.optim.Optimizer, r: Recipe, epochs: int,
 
 
 def _batch_loss(fwd: nn.Module, data: Split, idx: torch.Tensor, recipe: Recipe, gen: torch.Generator | None,
-                channels_last: bool, cache: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                channels_last: bool, precision: str,
+                cache: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The training loss on the images ``idx`` of ``data``, augmented: (loss, logits (B, classes), labels (B,))."""
     x = _prepare(data.x[idx], recipe, gen, channels_last)  # (B, C, H, W)
     y = data.y[idx]  # (B,)
-    with _autocast(data.device, cache):
+    with _autocast(data.device, precision, cache):
         logits = fwd(x)  # (B, classes)
     return F.cross_entropy(logits.float(), y, label_smoothing=recipe.label_smoothing), logits, y
 
@@ -173,7 +201,7 @@ def _steps(n: int, batch: int) -> int:
 
 
 @torch.inference_mode()
-def _evaluate(fwd: nn.Module, data: Split, device: torch.device, channels_last: bool,
+def _evaluate(fwd: nn.Module, data: Split, device: torch.device, channels_last: bool, precision: str,
               batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Summed loss and correct count, as device tensors (nothing is read back here)."""
     loss = torch.zeros((), device=device)
@@ -181,7 +209,7 @@ def _evaluate(fwd: nn.Module, data: Split, device: torch.device, channels_last: 
     for i in range(0, len(data), batch_size):
         x = _prepare(data.x[i:i + batch_size], None, None, channels_last)
         y = data.y[i:i + batch_size]
-        with _autocast(device):
+        with _autocast(device, precision):
             logits = fwd(x)  # (B, classes)
         loss += F.cross_entropy(logits.float(), y, reduction="sum")
         correct += (logits.argmax(1) == y).sum()
@@ -189,12 +217,14 @@ def _evaluate(fwd: nn.Module, data: Split, device: torch.device, channels_last: 
 
 
 def evaluate(model: nn.Module, data: Split, device: str | torch.device | None = None, *,
-             batch_size: int | None = None) -> Evaluation:
+             batch_size: int | None = None, precision: str | None = None) -> Evaluation:
     """Loss and accuracy of ``model`` on ``data`` (model put in eval mode, its mode restored after).
 
-    ``batch_size``: None is 500 on the CPU, 2048 on CUDA.
+    ``batch_size``: None is 500 on the CPU (larger is no faster there), 2048 on CUDA.  ``precision``: as for
+    :func:`fit`.
     """
     dev = resolve_device(device)
+    prec = resolve_precision(precision, dev)
     if dev.type == "cpu":
         _keep_freed_memory()
     model.to(dev)
@@ -203,7 +233,7 @@ def evaluate(model: nn.Module, data: Split, device: str | torch.device | None = 
     was_training = model.training
     model.eval()
     try:
-        loss, correct = _evaluate(model, data, dev, _channels_last(model), _eval_batch(dev, batch_size))
+        loss, correct = _evaluate(model, data, dev, _channels_last(model), prec, _eval_batch(dev, batch_size))
     finally:
         model.train(was_training)
     n = len(data)
@@ -290,6 +320,7 @@ class _Epoch:
     recipe: Recipe
     gen: torch.Generator
     channels_last: bool
+    precision: str
     progress: Progress | None
 
     def train(self, data: Split, steps: int,
@@ -303,7 +334,7 @@ class _Epoch:
         seen, lr = 0, r.lr
         for i in range(steps):
             idx = perm[i * bs:(i + 1) * bs]  # (B,)
-            loss, logits, y = _batch_loss(self.fwd, data, idx, r, self.gen, self.channels_last)
+            loss, logits, y = _batch_loss(self.fwd, data, idx, r, self.gen, self.channels_last, self.precision)
             self.opt.zero_grad(set_to_none=True)
             lr = self.opt.param_groups[0]["lr"]
             loss.backward()
@@ -345,9 +376,10 @@ class _GraphedEpoch:
 
     def __init__(self, fwd: nn.Module, model: nn.Module, opt: torch.optim.Optimizer,
                  batch_sched: torch.optim.lr_scheduler.LRScheduler | None, recipe: Recipe, gen: torch.Generator,
-                 channels_last: bool, progress: Progress | None, capture: bool) -> None:
+                 channels_last: bool, precision: str, progress: Progress | None, capture: bool) -> None:
         self.fwd, self.model, self.opt, self.batch_sched, self.recipe = fwd, model, opt, batch_sched, recipe
         self.channels_last, self.progress, self.capture = channels_last, progress, capture
+        self.precision = precision
         self.aug_gen = None if capture else gen
         self.gen = gen
         self.params = list(opt.param_groups[0]["params"])
@@ -369,7 +401,8 @@ class _GraphedEpoch:
         """One training step on the images ``idx`` at learning rate ``lr`` (0-d); no host sync."""
         assert self.data is not None
         r = self.recipe
-        loss, logits, y = _batch_loss(self.fwd, self.data, idx, r, self.aug_gen, self.channels_last, cache=False)
+        loss, logits, y = _batch_loss(self.fwd, self.data, idx, r, self.aug_gen, self.channels_last, self.precision,
+                                      cache=False)
         grads = list(torch.autograd.grad(loss, self.params, materialize_grads=True))
         if r.grad_clip:
             _clip(grads, r.grad_clip)
@@ -453,7 +486,8 @@ def fit(model: nn.Module, data: Splits | Split, recipe: Recipe, device: str | to
         report: Report | None = None, *, eval_data: Split | None = None, epochs: int | None = None,
         checkpoint: str | os.PathLike[str] | None = None, resume: str | os.PathLike[str] | None = None,
         channels_last: bool = True, compile: bool = False, eval_batch_size: int | None = None,
-        threads: int | None = None, progress: Progress | None = None, graphs: bool | None = None) -> FitResult:
+        threads: int | None = None, progress: Progress | None = None, graphs: bool | None = None,
+        precision: str | None = None) -> FitResult:
     """Train ``model`` with ``recipe`` and evaluate it after every epoch.
 
     ``data``: a :class:`Splits` (train on ``train``, evaluate on ``val``) or a
@@ -476,7 +510,11 @@ def fit(model: nn.Module, data: Splits | Split, recipe: Recipe, device: str | to
     runs the same steps uncaptured); ``progress(step, steps)`` is called after every training
     step (it gets no device sync).  ``threads``: CPU threads while training on
     the CPU (None: ``$CNNSEARCH_THREADS``, else every core this process may
-    use); the previous setting is restored on return.
+    use); the previous setting is restored on return.  ``precision``: "fp32",
+    or "bf16" (forward passes under bf16 autocast; weights, gradients, loss and
+    update stay float32), None for :func:`resolve_precision`'s choice: bf16 on
+    CUDA and on a CPU that runs it natively (about 1.6x faster there with
+    channels_last), fp32 elsewhere.  The choice is recorded as ``FitResult.precision``.
 
     ``fit`` neither builds nor initialises the model: seed and build it first
     (``torch.manual_seed(recipe.seed); build(spec)``).  It seeds shuffling,
@@ -485,6 +523,7 @@ def fit(model: nn.Module, data: Splits | Split, recipe: Recipe, device: str | to
     """
     t_start = time.perf_counter()
     dev = resolve_device(device)
+    prec = resolve_precision(precision, dev)
     held: Split | None
     if isinstance(data, Splits):
         train, held = data.train, eval_data if eval_data is not None else data.val
@@ -539,10 +578,10 @@ def fit(model: nn.Module, data: Splits | Split, recipe: Recipe, device: str | to
         graphs = dev.type == "cuda"
     one_epoch: _Epoch | _GraphedEpoch
     if graphs:
-        one_epoch = _GraphedEpoch(fwd, model, opt, sched if per_batch else None, recipe, gen, channels_last, progress,
-                                  capture=dev.type == "cuda")
+        one_epoch = _GraphedEpoch(fwd, model, opt, sched if per_batch else None, recipe, gen, channels_last, prec,
+                                  progress, capture=dev.type == "cuda")
     else:
-        one_epoch = _Epoch(fwd, model, opt, sched if per_batch else None, recipe, gen, channels_last, progress)
+        one_epoch = _Epoch(fwd, model, opt, sched if per_batch else None, recipe, gen, channels_last, prec, progress)
     status, message = "ok", ""
     try:
         for epoch in range(start, total + 1):
@@ -566,7 +605,8 @@ def fit(model: nn.Module, data: Splits | Split, recipe: Recipe, device: str | to
             }
             if held is not None:
                 model.eval()
-                v_loss, v_correct = _evaluate(fwd, held, dev, channels_last, _eval_batch(dev, eval_batch_size))
+                v_loss, v_correct = _evaluate(fwd, held, dev, channels_last, prec,
+                                               _eval_batch(dev, eval_batch_size))
                 val_loss, val_correct = torch.stack([v_loss, v_correct.float()]).tolist()
                 if not math.isfinite(val_loss):
                     status = "nan"
@@ -597,4 +637,4 @@ def fit(model: nn.Module, data: Splits | Split, recipe: Recipe, device: str | to
         gc.collect()
         if dev.type == "cuda":
             torch.cuda.empty_cache()
-    return FitResult(status, history, time.perf_counter() - t_start, message)
+    return FitResult(status, history, time.perf_counter() - t_start, message, prec)

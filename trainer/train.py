@@ -2,6 +2,7 @@
 
     python -m trainer.train SPEC.yaml [--epochs N] [--seeds K] [--device D]
         [--data-dir DIR] [--dataset mnist|fashion] [--out PATH] [--train-limit N] [--compile]
+        [--precision fp32|bf16]
 
 Seeds are ``recipe.seed + i`` for ``i < K``.  One line per epoch, then
 ``test accuracy: 99.45% ± 0.03 (3 seeds)`` (mean ± sample standard deviation,
@@ -31,7 +32,8 @@ from space.build import build
 from space.io import load, write_atomic
 from space.spec import NetSpec, SpecError
 from trainer.data import DATASETS, DataError, Split, load_test, load_train
-from trainer.loop import Evaluation, FitResult, cpu_threads, evaluate, fit, resolve_device
+from trainer.loop import (PRECISIONS, Evaluation, FitResult, cpu_threads, evaluate, fit, resolve_device,
+                          resolve_precision)
 
 __all__ = ["train_and_test", "main"]
 
@@ -82,6 +84,9 @@ def _parser() -> _Parser:
     p.add_argument("--train-limit", type=_count("--train-limit", 0), default=0,
                    help="train on the first N training images only (0: all 60,000)")
     p.add_argument("--compile", action="store_true", help="torch.compile the model (slow to start)")
+    p.add_argument("--precision", choices=PRECISIONS,
+                   help="forward passes in fp32 or under bf16 autocast (default: bf16 on CUDA and on a CPU "
+                        "that runs it natively, else fp32)")
     return p
 
 
@@ -112,26 +117,28 @@ class _Progress:
 def train_and_test(spec: NetSpec, seed: int, train: Split, test: Split, device: str | torch.device | None = None,
                    *, epochs: int | None = None, report: Callable[[int, dict[str, float]], None] | None = None,
                    eval_data: Split | None = None, compile: bool = False,
-                   progress: Callable[[int, int], None] | None = None) -> tuple[FitResult, Evaluation | None]:
+                   progress: Callable[[int, int], None] | None = None,
+                   precision: str | None = None) -> tuple[FitResult, Evaluation | None]:
     """A fresh network of ``spec``, trained with its recipe and ``seed`` on ``train``, measured once on ``test``.
 
     The final evaluation of ``python -m trainer.train`` and ``python -m results.evaluate``: the
     weights are drawn under ``torch.manual_seed(seed)`` and the recipe runs with ``seed``.  The
     test evaluation is None when training stopped early (NaN loss, out of memory: see the
-    FitResult); ``test`` is never seen during training.
+    FitResult); ``test`` is never seen during training.  ``precision`` (None: auto, see
+    :func:`trainer.loop.fit`) holds for the training and the test evaluation alike.
     """
     recipe = dataclasses.replace(spec.recipe, seed=seed)
     torch.manual_seed(seed)
     model = build(spec)
     result = fit(model, train, recipe, device, report, eval_data=eval_data, epochs=epochs, compile=compile,
-                 progress=progress)
+                 progress=progress, precision=precision)
     if not result.ok:
         return result, None
-    return result, evaluate(model, test, device)
+    return result, evaluate(model, test, device, precision=result.precision)
 
 
 def _run(spec: NetSpec, seed: int, train: Split, test: Split, device: torch.device, epochs: int | None,
-         compile: bool, tag: str) -> tuple[FitResult, Evaluation | None]:
+         compile: bool, precision: str, tag: str) -> tuple[FitResult, Evaluation | None]:
     total = epochs or spec.recipe.epochs
     bar = _Progress("", sys.stdout.isatty())
 
@@ -145,7 +152,7 @@ def _run(spec: NetSpec, seed: int, train: Split, test: Split, device: torch.devi
     bar.label = f"{tag}epoch 1/{total}"
     try:
         return train_and_test(spec, seed, train, test, device, epochs=epochs, report=report, compile=compile,
-                              progress=bar)
+                              progress=bar, precision=precision)
     finally:
         bar.clear()
 
@@ -166,6 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         except (ValueError, RuntimeError) as e:  # a device torch does not know, or CUDA that is not here
             raise _UsageError(f"--device: {_one_line(e)}") from None
         threads = cpu_threads()
+        precision = resolve_precision(args.precision, device)
         out = Path(args.out) if args.out else Path(args.spec).with_suffix(".result.json")
         if not out.parent.is_dir():
             raise _UsageError(f"--out: no such folder: {out.parent}")
@@ -183,14 +191,15 @@ def main(argv: list[str] | None = None) -> int:
     seeds = [spec.recipe.seed + i for i in range(args.seeds)]
     epochs = args.epochs or spec.recipe.epochs
     print(f"{spec.name}: {count_params(spec):,} parameters, {len(train):,} training images, "
-          f"{epochs} epochs, {len(seeds)} seed{'s' * (len(seeds) > 1)}, on {device}", flush=True)
+          f"{epochs} epochs, {len(seeds)} seed{'s' * (len(seeds) > 1)}, on {device} in {precision}", flush=True)
     runs: list[dict[str, Any]] = []
     for seed in seeds:
         tag = f"seed {seed}  " if len(seeds) > 1 else ""
-        result, ev = _run(spec, seed, train, test, device, args.epochs, args.compile, tag)
+        result, ev = _run(spec, seed, train, test, device, args.epochs, args.compile, precision, tag)
         tested = {"test_acc": ev.acc, "test_loss": ev.loss} if ev else {}
         run: dict[str, Any] = {"seed": seed, "status": result.status, "message": result.message,
-                               "seconds": result.seconds, **tested, "epochs": result.epochs}
+                               "seconds": result.seconds, "precision": result.precision, **tested,
+                               "epochs": result.epochs}
         runs.append(run)
         if ev is None:
             print(f"train: {tag}{result.status}: {result.message}", file=sys.stderr)
@@ -206,6 +215,7 @@ def main(argv: list[str] | None = None) -> int:
         "params": count_params(spec),
         "dataset": args.dataset,
         "device": str(device),
+        "precision": precision,       # fp32, or bf16 autocast in the forward passes
         "epochs": epochs,
         "train_images": len(train),
         "test_images": len(test),
