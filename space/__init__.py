@@ -1,29 +1,42 @@
-"""The layer-spec: networks and recipes as validated data, their analysis, and the builder."""
+"""The layer-spec: networks and recipes as validated data, their analysis, and the builder.
 
-from space.analysis import Analysis, LayerInfo, analyze, count_params, format_table
-from space.io import dump, dumps, load, loads
+``from space import build, load, analyze, Conv, ...`` gives the functions and classes.
+``python -m space.describe FILE`` prints a spec's per-layer table.  torch is imported
+only when a network is built.
+"""
+
+from space.analysis import Analysis, LayerInfo, Shape, analyze, count_params, format_table
+from space.build import build  # after the submodule import, so the name is the function
+from space.io import dump, dumps, load, loads, write_atomic
+from space.layers import KINDS, Layer, register
 from space.spec import (
-                        GAP,
-                        Act,
-                        Augment,
-                        BatchNorm,
-                        Conv,
-                        Dropout,
-                        Dropout2d,
-                        Flatten,
-                        Linear,
-                        MaxPool,
-                        NetSpec,
-                        Recipe,
-                        Residual,
-                        SepConv,
-                        SpecError,
-                        from_dict,
-                        to_dict,
+    ACTIVATIONS,
+    GAP,
+    LAYER_KINDS,
+    OPTIMIZERS,
+    SCHEDULERS,
+    Act,
+    Augment,
+    BatchNorm,
+    Conv,
+    Dropout,
+    Dropout2d,
+    Flatten,
+    Linear,
+    MaxPool,
+    NetSpec,
+    Recipe,
+    Residual,
+    SepConv,
+    SpecError,
+    from_dict,
+    to_dict,
 )
 
 __all__ = [
-    "Analysis", "LayerInfo", "analyze", "count_params", "format_table", "dump", "dumps", "load", "loads",
-    "GAP", "Act", "Augment", "BatchNorm", "Conv", "Dropout", "Dropout2d", "Flatten", "Linear", "MaxPool",
-    "NetSpec", "Recipe", "Residual", "SepConv", "SpecError", "from_dict", "to_dict",
+    "Analysis", "LayerInfo", "Shape", "analyze", "count_params", "format_table", "build",
+    "dump", "dumps", "load", "loads", "write_atomic",
+    "KINDS", "LAYER_KINDS", "Layer", "register",
+    "GAP", "Act", "BatchNorm", "Conv", "Dropout", "Dropout2d", "Flatten", "Linear", "MaxPool", "Residual", "SepConv",
+    "Augment", "NetSpec", "Recipe", "SpecError", "from_dict", "to_dict", "ACTIVATIONS", "OPTIMIZERS", "SCHEDULERS",
 ]
