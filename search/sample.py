@@ -98,7 +98,7 @@ def sample_shape(trial: TrialLike, space: SearchSpace) -> Shape:
         act=_pick(trial, "arch.act", space["act"]),
         bn_order=_pick(trial, "arch.bn_order", space["bn_order"]),
         head=_pick(trial, "arch.head", space["head"]),
-        min_channels=space["min_channels"].value if space["min_channels"].fixed else 4,
+        min_channels=space["min_channels"].value,
     )
 
 
@@ -242,7 +242,7 @@ def smallest_params(space: SearchSpace, classes: int = 10, input: tuple[int, int
                         growth=(1.0,) + (float(lows(space["growth"])),) * (stages - 1),
                         squeeze=(False,) * stages, residual=(False,) * stages, kernel=k, first_pad=pad,
                         dropout=0.0, act="relu", bn_order="bn_act", head=head,
-                        min_channels=space["min_channels"].value if space["min_channels"].fixed else 4)
+                        min_channels=space["min_channels"].value)
                     try:
                         n = _params(shape, 1, classes, input)
                     except SpecError:

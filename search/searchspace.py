@@ -7,6 +7,7 @@ Every entry is one of
 * a set of choices ``{choices: [sgd, adam, adamw]}``.
 
 ``--space FILE`` overrides entries of :data:`DEFAULT_SPACE`; unknown keys are refused.
+``min_channels`` (the narrowest a layer may be) takes a fixed value only.
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ _ENTRIES: dict[str, tuple[Any, tuple[Any, ...] | None, tuple[float, float] | Non
 }
 
 _INTS = ("stages", "convs", "min_channels", "batch_size")
+_FIXED_ONLY = ("min_channels",)  # a value, never a range or choices
 
 DEFAULT_SPACE: dict[str, Any] = {k: v[0] for k, v in _ENTRIES.items()}
 
@@ -113,6 +115,10 @@ def _dim(name: str, raw: Any) -> Dim:
             if not lo <= v <= hi:
                 raise SpecError(f"{v!r} is outside [{lo}, {hi}]", name)
 
+    if name in _FIXED_ONLY and isinstance(raw, (dict, list)):
+        got = ("a range" if isinstance(raw, dict) and {"low", "high"} & set(raw)
+               else "choices" if isinstance(raw, dict) and "choices" in raw else repr(raw))
+        raise SpecError(f"must be a fixed {'integer' if name in _INTS else 'value'}, got {got}", name)
     if isinstance(raw, dict):
         keys = set(raw)
         if keys == {"choices"}:

@@ -114,6 +114,39 @@ def test_bad_space_file_is_one_spec_error(tmp_path, text, needle):
     assert "\n" not in str(e.value)
 
 
+@pytest.mark.parametrize("text, message", [
+    ("min_channels: {low: 2, high: 8}\n", "min_channels: must be a fixed integer, got a range"),
+    ("min_channels: {low: 2, high: 8, log: true}\n", "min_channels: must be a fixed integer, got a range"),
+    ("min_channels: {choices: [4, 8]}\n", "min_channels: must be a fixed integer, got choices"),
+    ("min_channels: [4, 8]\n", "min_channels: must be a fixed integer, got [4, 8]"),
+    ("min_channels: 2.5\n", "min_channels: must be an integer, got 2.5"),
+])
+def test_min_channels_takes_a_fixed_value_only(tmp_path, text, message):
+    f = tmp_path / "space.yaml"
+    f.write_text(text)
+    with pytest.raises(SpecError) as e:
+        load_space(f)
+    assert str(e.value) == f"{f}: {message}"
+
+
+def test_a_fixed_min_channels_is_the_narrowest_sampled_convolution(tmp_path):
+    def widths(layers):
+        for layer in layers:
+            if layer.kind == "residual":
+                yield from widths(layer.layers)
+            elif layer.kind in ("conv", "sepconv"):
+                yield layer.out
+
+    f = tmp_path / "space.yaml"
+    f.write_text("min_channels: 12\nhead: gap_linear\n")
+    space = load_space(f)
+    assert space["min_channels"].value == 12
+    specs = [s for _, s in _sampled(5_000, 20, seed=4, space=space) if s is not None]
+    assert specs and min(min(widths(s.layers)) for s in specs) == 12
+    default = [s for _, s in _sampled(5_000, 20, seed=4) if s is not None]
+    assert min(min(widths(s.layers)) for s in default) < 12
+
+
 def test_default_space_round_trips():
     assert space_from_dict(space_from_dict().to_dict()) == space_from_dict()
     assert set(space_from_dict().to_dict()) == set(DEFAULT_SPACE)
