@@ -2,7 +2,7 @@
 
     python bench/bench_trainer.py [--epochs 2] [--device D] [--train-limit N]
         [--data-dir DIR] [--reference PATH] [--order ours-first|reference-first] [--workers N]
-        [--graphs auto|on|off|both] [--compile]
+        [--graphs auto|on|off|both] [--compile] [--precision auto|fp32|bf16|both]
 
 Both train ``space/zoo/seed000_19642.yaml`` (the reference's network, 19,642
 parameters) with its recipe: SGD 0.01 / momentum 0.9 / weight decay 1e-4,
@@ -14,10 +14,14 @@ root, or ``--reference``) runs as a subprocess, unchanged.  ``--graphs``:
 our trainer with CUDA graphs (``on``; the default on CUDA), without
 (``off``; the default on the CPU), or both, one after the other;
 ``--compile``: with the model compiled (``torch.compile``; its compile time
-falls in the first epoch).
+falls in the first epoch).  ``--precision``: our trainer in fp32, under bf16
+autocast, or both one after the other (the default on the CPU: ``both``; on
+CUDA ``auto``, the trainer's own choice, bf16).
 
 Printed: the training seconds of each epoch for each (evaluation excluded, as
-the reference counts it) and their ratio, reference / ours.  The machine may
+the reference counts it) and their ratio, reference / ours; then one line per
+variant of ours with its median and its ratios to the reference and to the
+first variant.  The machine may
 be shared: run it when it is quiet, and read the medians.
 """
 
@@ -44,7 +48,7 @@ import torch  # noqa: E402
 from space.build import build  # noqa: E402
 from space.io import load  # noqa: E402
 from trainer.data import FILES, load_test, load_train, resolve_data_dir  # noqa: E402
-from trainer.loop import fit, resolve_device  # noqa: E402
+from trainer.loop import fit, resolve_device, resolve_precision  # noqa: E402
 
 SPEC = ROOT / "space" / "zoo" / "seed000_19642.yaml"
 REFERENCE = ROOT.parent / "shared" / "reference" / "seed_baseline.py"
@@ -67,12 +71,13 @@ def _reference_data(root: Path, tmp: Path) -> Path:
     return tmp
 
 
-def _name(graphs: bool | None, compile: bool) -> str:
-    return {None: "ours", True: "ours graphs", False: "ours eager"}[graphs] + (" compiled" if compile else "")
+def _name(graphs: bool | None, compile: bool, precision: str | None = None) -> str:
+    return ({None: "ours", True: "ours graphs", False: "ours eager"}[graphs] + (" compiled" if compile else "")
+            + (f" {precision}" if precision else ""))
 
 
 def run_ours(epochs: int, device: torch.device, data_dir: Path, limit: int | None,
-             graphs: bool | None, compile: bool) -> list[dict[str, float]]:
+             graphs: bool | None, compile: bool, precision: str | None = None) -> list[dict[str, float]]:
     spec = load(SPEC)
     train = load_train(data_dir).head(limit).to(device)
     test = load_test(data_dir).to(device)
@@ -80,13 +85,14 @@ def run_ours(epochs: int, device: torch.device, data_dir: Path, limit: int | Non
     torch.manual_seed(1)
     model = build(spec)
 
-    name = _name(graphs, compile)
+    name = _name(graphs, compile, precision)
 
     def report(epoch: int, m: dict[str, float]) -> None:
         print(f"  {name:<12} epoch {epoch}: train {m['train_seconds']:6.2f} s  ({m['images_per_second']:7,.0f} img/s)"
               f"  epoch {m['seconds']:6.2f} s  test acc {100 * m['val_acc']:.2f}%", flush=True)
 
-    result = fit(model, train, recipe, device, report, eval_data=test, graphs=graphs, compile=compile)
+    result = fit(model, train, recipe, device, report, eval_data=test, graphs=graphs, compile=compile,
+                 precision=precision)
     if not result.ok:
         raise SystemExit(f"bench: our run failed: {result.status}: {result.message}")
     return result.epochs
@@ -129,17 +135,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--graphs", choices=("auto", "on", "off", "both"), default="auto",
                    help="our trainer with CUDA graphs, without, or both (auto: with on CUDA)")
     p.add_argument("--compile", action="store_true", help="torch.compile our model")
+    p.add_argument("--precision", choices=("auto", "fp32", "bf16", "both"),
+                   help="our trainer in fp32, bf16 autocast or both (default: both on the CPU, auto on CUDA)")
     p.add_argument("--workers", type=int, default=2,
                    help="the reference's DataLoader workers (2, its default; a 16-core GPU machine: 12)")
     a = p.parse_args(argv)
     if not a.reference.is_file():
         p.error(f"no reference script at {a.reference} (pass --reference PATH)")
     device = resolve_device(a.device)
+    precision = a.precision or ("both" if device.type == "cpu" else "auto")
+    precisions: list[str | None] = {"auto": [resolve_precision(None, device)], "fp32": ["fp32"],
+                                    "bf16": ["bf16"], "both": ["fp32", "bf16"]}[precision]
     root = resolve_data_dir(a.data_dir)
     limit = a.train_limit or None
     print(f"bench: {SPEC.name}, {a.epochs} epoch(s), {limit or 60000:,} training images, batch 128, on {device}; "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs, "
-          f"reference workers {a.workers}, "
+          f"reference workers {a.workers}, ours in {' and '.join(str(x) for x in precisions)}, "
           f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(unset)')} (both runs, inherited); "
           f"load {os.getloadavg()[0]:.2f}", flush=True)
     with tempfile.TemporaryDirectory(prefix="bench-mnist-") as tmp:
@@ -150,7 +161,9 @@ def main(argv: list[str] | None = None) -> int:
         for who in (("ours", "reference") if a.order == "ours-first" else ("reference", "ours")):
             if who == "ours":
                 for graphs in variants:
-                    ours[_name(graphs, a.compile)] = run_ours(a.epochs, device, root, limit, graphs, a.compile)
+                    for prec in precisions:
+                        ours[_name(graphs, a.compile, prec)] = run_ours(a.epochs, device, root, limit, graphs,
+                                                                        a.compile, prec)
             else:
                 ref = run_reference(a.reference, a.epochs, device, ref_dir, limit, a.workers)
     t_ref = [r["train_seconds"] for r in ref]
@@ -163,6 +176,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"median {mr:16.2f}  {mo:{len(name) + 8}.2f}  {mr / mo:5.2f}x   (load now {os.getloadavg()[0]:.2f})")
         whole = statistics.median(m["seconds"] for m in epochs)
         print(f"{name}, whole epoch with test evaluation: median {whole:.2f} s")
+    medians = {name: statistics.median(m["train_seconds"] for m in epochs) for name, epochs in ours.items()}
+    first = next(iter(medians))
+    width = max(len(n) for n in medians)
+    print(f"\nmedian train seconds per epoch (reference {statistics.median(t_ref):.2f} s)")
+    for name, med in medians.items():
+        print(f"  {name:<{width}}  {med:6.2f} s  reference/this {statistics.median(t_ref) / med:5.2f}x  "
+              f"{first}/this {medians[first] / med:5.2f}x")
     return 0
 
 
