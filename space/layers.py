@@ -99,16 +99,23 @@ class LayerInfo:
 # ---------------------------------------------------------------- the registry
 
 
+@dataclass(frozen=True)
 class Layer:
-    """The base of every kind; ``kind`` is its YAML name, ``shown`` the fields written even at their default."""
+    """The base of every kind (a frozen dataclass, as its kinds must be).
+
+    ``kind`` is the YAML name (set by :func:`register`); ``shown`` names the fields
+    written to YAML even at their default.
+    """
 
     kind: ClassVar[str]
     shown: ClassVar[tuple[str, ...]] = ()
 
     def step(self, x: Shape) -> Step:
+        """Output shape, parameters and MACs for input ``x``; :class:`SpecError` (no place) when ``x`` does not fit."""
         raise NotImplementedError(f"{type(self).__name__}.step")
 
     def module(self, x: Shape) -> nn.Module:
+        """The torch module for input ``x`` (a shape that ``step`` accepts)."""
         raise NotImplementedError(f"{type(self).__name__}.module")
 
     def trace(self, x: Shape, where: str, depth: int, rows: list[LayerInfo]) -> Shape:
@@ -130,6 +137,9 @@ def register(kind: str) -> Callable[[L], L]:
     """``@register("conv")`` above ``@dataclass(frozen=True)``: the class becomes the layer kind ``conv``."""
 
     def add(cls: L) -> L:
+        params = cls.__dict__.get("__dataclass_params__")  # its own, not the base's
+        if params is None or not params.frozen:
+            raise TypeError(f"layer kind {kind!r}: {cls.__name__} must be a frozen dataclass")
         if kind in KINDS:
             raise ValueError(f"layer kind {kind!r} is registered twice ({KINDS[kind].__name__}, {cls.__name__})")
         cls.kind = kind

@@ -176,3 +176,11 @@ def test_a_kind_cannot_be_registered_twice(restore_kinds: None) -> None:
         @dataclass(frozen=True)
         class Conv2(Layer):
             pass
+
+
+def test_a_kind_must_be_a_frozen_dataclass(restore_kinds: None) -> None:
+    with pytest.raises(TypeError, match="layer kind 'plain': Plain must be a frozen dataclass"):
+        @register("plain")
+        class Plain(Layer):  # no @dataclass(frozen=True)
+            pass
+    assert "plain" not in KINDS
