@@ -8,6 +8,7 @@ from pathlib import Path
 
 import yaml
 
+from space.analysis import format_table
 from space.spec import NetSpec, SpecError, from_dict, to_dict
 
 __all__ = ["load", "loads", "dump", "dumps", "write_atomic"]
@@ -44,8 +45,6 @@ def load(path: str | os.PathLike[str]) -> NetSpec:
 
 
 def _header(spec: NetSpec) -> str:
-    from space.analysis import format_table
-
     table = format_table(spec).splitlines()
     params = table[-1].split(":")[1].strip()
     # repr: a name with a line break or a control character must not break out of the comment
