@@ -62,17 +62,29 @@ EXAMPLES = {
 }
 
 
-def _example(kind: str) -> Example:
-    if kind not in EXAMPLES:
-        pytest.fail(f"layer kind {kind!r} has no example in {__name__}.EXAMPLES")
-    return EXAMPLES[kind]
+# inputs or fields a kind treats differently: counted and shaped as the examples are
+VARIANTS = {
+    "bn on flat features": Example(BatchNorm(), {}, before=(Flatten(),)),
+    "linear after gap": Example(Linear(out=7), {}, before=(GAP(),)),
+    "depthwise conv without bias": Example(Conv(out=8, k=3, groups=4, bias=False), {}),
+    "maxpool with stride k": Example(MaxPool(k=2), {}),
+    "nested residual": Example(Residual((BatchNorm(), Residual((Conv(out=4, k=1), Act("tanh"))))), {}),
+}
 
 
-def _spec(kind: str) -> tuple[NetSpec, int]:
-    """A network around the kind's example, and the example's index in it."""
-    ex = _example(kind)
+def _example(case: str) -> Example:
+    if case in VARIANTS:
+        return VARIANTS[case]
+    if case not in EXAMPLES:
+        pytest.fail(f"layer kind {case!r} has no example in {__name__}.EXAMPLES")
+    return EXAMPLES[case]
+
+
+def _spec(case: str) -> tuple[NetSpec, int]:
+    """A network around the example, and the example's index in it."""
+    ex = _example(case)
     layers = ex.before + (ex.layer, Flatten(), Linear(out=10))
-    return NetSpec(layers, input=INPUT, name=f"one_{kind}"), len(ex.before)
+    return NetSpec(layers, input=INPUT, name="one_layer"), len(ex.before)
 
 
 def test_every_example_is_of_a_registered_kind() -> None:
@@ -80,18 +92,18 @@ def test_every_example_is_of_a_registered_kind() -> None:
     assert all(ex.layer.kind == kind for kind, ex in EXAMPLES.items())
 
 
-@pytest.mark.parametrize("kind", list(KINDS))
-def test_kind_parameters_as_counted_are_the_built_modules(kind: str) -> None:
-    spec, i = _spec(kind)
+@pytest.mark.parametrize("case", [*KINDS, *VARIANTS])
+def test_kind_parameters_as_counted_are_the_built_modules(case: str) -> None:
+    spec, i = _spec(case)
     net = build(spec)
     row = next(r for r in analyze(spec).layers if r.where == f"layers[{i}]")
     assert row.params == sum(p.numel() for p in net.layers[i].parameters())
     assert count_params(spec) == sum(p.numel() for p in net.parameters())
 
 
-@pytest.mark.parametrize("kind", list(KINDS))
-def test_kind_output_shape_as_analysed_is_the_forward_shape(kind: str) -> None:
-    spec, i = _spec(kind)
+@pytest.mark.parametrize("case", [*KINDS, *VARIANTS])
+def test_kind_output_shape_as_analysed_is_the_forward_shape(case: str) -> None:
+    spec, i = _spec(case)
     net = build(spec).eval()
     seen: list[tuple[int, ...]] = []
     net.layers[i].register_forward_hook(lambda m, args, out: seen.append(tuple(out.shape)))
