@@ -88,7 +88,17 @@ def test_evaluate_on_cuda_matches_the_cpu(data):
     model = build(SPEC)
     assert fit(model, data, dataclasses.replace(SPEC.recipe, epochs=2, lr=0.05), DEV).ok
     on_gpu = evaluate(model, data.val, DEV)
-    on_cpu = evaluate(model.float().cpu(), data.val, "cpu")
+    on_cpu = evaluate(model.float().cpu(), data.val, "cpu", precision="fp32")
     assert on_gpu.n == on_cpu.n == 1000
     assert abs(on_gpu.acc - on_cpu.acc) <= 0.005  # bf16 autocast against float32
     assert abs(on_gpu.loss - on_cpu.loss) < 0.02
+
+
+@pytest.mark.parametrize("graphs", [True, False])
+def test_precision_fp32_on_cuda_learns_and_is_recorded(data, graphs):
+    r = dataclasses.replace(SPEC.recipe, epochs=2, lr=0.05, grad_clip=1.0)
+    auto = _fit(data, r, graphs=graphs)
+    fp32 = _fit(data, r, graphs=graphs, precision="fp32")
+    assert auto.ok and fp32.ok, (auto.message, fp32.message)
+    assert auto.precision == "bf16" and fp32.precision == "fp32"
+    assert fp32.epochs[-1]["val_acc"] > 0.8 and abs(fp32.epochs[-1]["val_acc"] - auto.epochs[-1]["val_acc"]) < 0.05

@@ -120,7 +120,8 @@ def test_the_same_seed_gives_the_same_metrics_and_another_seed_does_not(spec, da
 ], ids=["sgd-step-partial", "adamw-onecycle-lone", "adam-cosine-full"])
 def test_the_graphed_steps_give_the_eager_epochs_result_on_the_cpu(spec, data, recipe, n):
     # on the CPU graphs=True runs the steps a CUDA graph captures (batch by step number, rates from a tensor,
-    # trainer.optim's update, autograd.grad), uncaptured and with the eager epoch's random draws
+    # trainer.optim's update), uncaptured and with the eager epoch's random draws: since trainer.step, the one
+    # step both paths call, this holds exactly (test_the_eager_and_the_graphed_path_are_one_path_on_the_cpu)
     r = dataclasses.replace(spec.recipe, epochs=2, **recipe)
     small = _small(data, n)
     eager = _fit(spec, small, r, graphs=False)
@@ -225,3 +226,37 @@ def test_the_trainer_does_not_import_optuna():
 
     code = "import sys, trainer, trainer.train; sys.exit('optuna' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], cwd=ROOT).returncode == 0
+
+
+@pytest.mark.parametrize("graphs", [False, True], ids=["eager", "graphs-uncaptured"])
+def test_every_batch_goes_through_the_one_step_function_the_gpu_captures(spec, data, monkeypatch, graphs):
+    from trainer.step import Epoch
+
+    calls = []
+    real = Epoch.step
+
+    def counted(self, idx, lr):
+        calls.append((len(idx), float(lr)))
+        return real(self, idx, lr)
+
+    monkeypatch.setattr(Epoch, "step", counted)
+    r = dataclasses.replace(spec.recipe, optimizer="sgd", lr=0.05, scheduler="cosine", grad_clip=0.5, epochs=2)
+    result = _fit(spec, _small(data, 300), r, graphs=graphs)  # batch 64: 4 full batches and one of 44
+    assert result.ok
+    assert [n for n, _ in calls] == [64, 64, 64, 64, 44] * 2
+    assert calls[0][1] == pytest.approx(0.05) and calls[-1][1] < calls[0][1]
+
+
+def test_the_eager_and_the_graphed_path_are_one_path_on_the_cpu(spec, data):
+    r = dataclasses.replace(spec.recipe, optimizer="adamw", lr=0.002, weight_decay=0.01, scheduler="onecycle",
+                            grad_clip=1.0, label_smoothing=0.1, epochs=2)
+    small = _small(data, 300)
+    assert _untimed(_fit(spec, small, r, graphs=False).epochs) == _untimed(_fit(spec, small, r, graphs=True).epochs)
+
+
+def test_clipping_clips_and_a_large_bound_changes_nothing(spec, data):
+    r = dataclasses.replace(spec.recipe, optimizer="sgd", lr=0.05, epochs=1)
+    small = _small(data, 256)
+    plain = _untimed(_fit(spec, small, r).epochs)
+    assert _untimed(_fit(spec, small, dataclasses.replace(r, grad_clip=1e6)).epochs) == plain
+    assert _untimed(_fit(spec, small, dataclasses.replace(r, grad_clip=1e-3)).epochs) != plain

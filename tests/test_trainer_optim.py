@@ -83,3 +83,41 @@ def test_init_state_keeps_what_is_there_and_update_reads_nothing_back():
     assert ours.state[qs[0]]["momentum_buffer"] is buf and torch.count_nonzero(buf) == buf.numel()
     with pytest.raises(ValueError, match="one parameter group"):
         init_state(torch.optim.SGD([{"params": qs[:1]}, {"params": qs[1:]}], lr=0.1))
+
+
+@pytest.mark.parametrize("make, says", [
+    (lambda ps: torch.optim.RMSprop(ps, lr=0.01), "implements SGD, Adam and AdamW, not RMSprop"),
+    (lambda ps: torch.optim.Adagrad(ps, lr=0.01), "not Adagrad"),
+    (lambda ps: torch.optim.SGD(ps, lr=0.01, momentum=0.9, dampening=0.1), "no dampening=0.1"),
+    (lambda ps: torch.optim.Adam(ps, lr=0.01, amsgrad=True), "no amsgrad=True"),
+    (lambda ps: torch.optim.AdamW(ps, lr=0.01, maximize=True), "no maximize=True"),
+], ids=["rmsprop", "adagrad", "sgd-dampening", "adam-amsgrad", "adamw-maximize"])
+def test_an_optimizer_trainer_optim_does_not_implement_is_refused_before_any_step(make, says):
+    from trainer.step import Epoch
+
+    ps = [torch.randn(4, 3, requires_grad=True)]
+    before = ps[0].detach().clone()
+    opt = make(ps)
+    state = {k: dict(v) for k, v in opt.state.items()}  # Adagrad makes its state at construction
+    with pytest.raises(ValueError, match=says):
+        init_state(opt)
+    with pytest.raises(ValueError, match=says):  # where fit makes its epoch: never run as plain SGD
+        Epoch(torch.nn.Identity(), torch.nn.Identity(), opt, None, Recipe(), torch.Generator(),
+              channels_last=False, precision="fp32", progress=None, capture=False)
+    assert {k: set(v) for k, v in opt.state.items()} == {k: set(v) for k, v in state.items()}  # nothing added
+    assert torch.equal(ps[0], before)
+
+
+def test_adam_told_to_decouple_its_weight_decay_is_stepped_as_adamw():
+    ps = [torch.randn(6, 3, generator=torch.Generator().manual_seed(0)).requires_grad_()]
+    qs = [ps[0].detach().clone().requires_grad_()]
+    ref = torch.optim.Adam(ps, lr=1e-2, weight_decay=0.1, decoupled_weight_decay=True)
+    ours = torch.optim.Adam(qs, lr=1e-2, weight_decay=0.1, decoupled_weight_decay=True)
+    init_state(ours)
+    g = torch.Generator().manual_seed(1)
+    for _ in range(5):
+        grad = torch.randn(6, 3, generator=g)
+        ps[0].grad = grad.clone()
+        ref.step()
+        update(ours, [grad.clone()], torch.tensor(1e-2))
+    torch.testing.assert_close(qs[0], ps[0], rtol=1e-5, atol=1e-6)

@@ -7,14 +7,20 @@ as :func:`trainer.loop._optimizer` configures them (one parameter group, no
 dampening, no amsgrad, not maximising) with ``torch._foreach_*`` kernels and
 no host sync.  Its state is the torch optimizer's own ``state`` (same keys,
 same meaning), so checkpoints and learning-rate schedulers see one optimizer
-whichever path stepped it.
+whichever path stepped it.  Any other optimizer, or option, is refused by
+:func:`check_supported` (called by :func:`init_state` and when a training
+epoch is made), never run as something else.
 """
 
 from __future__ import annotations
 
 import torch
 
-__all__ = ["init_state", "update"]
+__all__ = ["check_supported", "init_state", "update"]
+
+_KINDS = (torch.optim.SGD, torch.optim.Adam, torch.optim.AdamW)
+# options whose other values change the update; each must have its default
+_DEFAULTS = {"dampening": 0, "amsgrad": False, "maximize": False, "differentiable": False}
 
 
 def _params(opt: torch.optim.Optimizer) -> list[torch.Tensor]:
@@ -23,12 +29,33 @@ def _params(opt: torch.optim.Optimizer) -> list[torch.Tensor]:
     return list(opt.param_groups[0]["params"])
 
 
+def check_supported(opt: torch.optim.Optimizer) -> None:
+    """A ValueError unless :func:`update` does ``opt``'s own update: SGD, Adam or AdamW, one parameter group,
+    and none of dampening, amsgrad, maximize, differentiable."""
+    if type(opt) not in _KINDS:
+        raise ValueError(f"trainer.optim implements SGD, Adam and AdamW, not {type(opt).__name__}: "
+                         "add its update there before training with it")
+    _params(opt)  # one parameter group
+    group = opt.param_groups[0]
+    for key, default in _DEFAULTS.items():
+        if key in group and group[key] != default:
+            raise ValueError(f"trainer.optim's {type(opt).__name__} has no {key}={group[key]!r} "
+                             f"(only {key}={default!r})")
+
+
+def _decoupled(opt: torch.optim.Optimizer) -> bool:
+    """Whether the weight decay is AdamW's, decoupled from the gradient (torch's Adam can be told so too)."""
+    return bool(opt.param_groups[0].get("decoupled_weight_decay", isinstance(opt, torch.optim.AdamW)))
+
+
 def init_state(opt: torch.optim.Optimizer) -> None:
     """Create the state :func:`update` works on, where the optimizer has none yet (zeros: the same first step).
 
     SGD with momentum: ``momentum_buffer``; Adam(W): ``step`` (a float32 scalar,
-    moved to the parameter's device), ``exp_avg`` and ``exp_avg_sq``.
+    moved to the parameter's device), ``exp_avg`` and ``exp_avg_sq``.  An optimizer :func:`update`
+    does not implement is a ValueError (:func:`check_supported`).
     """
+    check_supported(opt)
     adam = isinstance(opt, torch.optim.Adam | torch.optim.AdamW)
     for p in _params(opt):
         st = opt.state[p]
@@ -54,7 +81,7 @@ def update(opt: torch.optim.Optimizer, grads: list[torch.Tensor], lr: torch.Tens
     state = [opt.state[p] for p in params]
     if isinstance(opt, torch.optim.Adam | torch.optim.AdamW):
         beta1, beta2 = group["betas"]
-        if wd and isinstance(opt, torch.optim.AdamW):
+        if wd and _decoupled(opt):
             torch._foreach_mul_(params, 1 - lr * wd)
         elif wd:
             grads = torch._foreach_add(grads, params, alpha=wd)
