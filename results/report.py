@@ -147,7 +147,7 @@ def plot_history(trials: Sequence[Any], path: Path) -> None:
 
 
 def plot_pareto(trials: Sequence[Any], path: Path, budget: int | None) -> None:
-    from search.run import pareto_front
+    from search.study import pareto_front
 
     plt = _plt()
     done = [t for t in _complete(trials) if "params" in t.user_attrs]
@@ -319,7 +319,8 @@ def _md_table(rows: list[list[str]], head: list[str]) -> list[str]:
 def write_report(study: Any, out: str | Path, storage_url: str | None = None, top: int = 10) -> Path:
     """Write ``report.md`` and the plots into ``out``; returns the report's path."""
     from search.export import trial_spec
-    from search.run import _best, pareto_front
+    from search.study import best as _best
+    from search.study import pareto_front
     from search.storage import mask_url
     from space.analysis import format_table
 

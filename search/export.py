@@ -8,10 +8,11 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from space.analysis import format_table
 from space.io import dumps, loads, write_atomic
 from space.spec import NetSpec, SpecError
 
-__all__ = ["trial_spec", "export_best", "versions", "with_epochs"]
+__all__ = ["trial_spec", "export_best", "versions", "with_epochs", "render", "pct"]
 
 
 def versions() -> dict[str, str]:
@@ -85,7 +86,50 @@ def export_best(study: Any, trial: Any, out: str | Path, storage_url: str | None
     out = Path(out)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(out, dumps(spec))
+        write_atomic(out, render(spec))
     except OSError as e:
         raise SpecError(f"cannot write: {e.strerror or e}").in_file(str(out)) from None
     return spec
+
+
+def pct(v: float | None, digits: int = 2) -> str:
+    return "-" if v is None else f"{100 * v:.{digits}f}%"
+
+
+def _summary(spec: NetSpec) -> list[str]:
+    info = spec.info
+    lines = []
+    prov = info.get("provenance") or {}
+    if prov:
+        where = f" in {prov['storage']}" if prov.get("storage") else ""
+        zoo = f" (zoo network {prov['zoo']})" if prov.get("zoo") else ""
+        lines.append(f"from study {prov.get('study')!r}, trial {prov.get('trial')}{zoo}{where}, "
+                     f"exported {prov.get('exported', '?')}")
+        vers = prov.get("versions") or {}
+        if vers:
+            lines.append("versions: " + ", ".join(f"{k} {v}" for k, v in vers.items()))
+    m = info.get("metrics") or {}
+    if "val_acc" in m:
+        search = info.get("search") or {}
+        imgs = f" on {search['train_limit']:,} training images" if search.get("train_limit") else ""
+        best = f" (best epoch {pct(m['best_val_acc'])})" if m.get("best_val_acc") is not None else ""
+        lines.append(f"validation accuracy {pct(m['val_acc'])}{best} after {spec.recipe.epochs} epochs{imgs}")
+    if "reproduced" in m:
+        r = m["reproduced"]
+        lines.append(f"re-trained: validation accuracy {pct(r.get('val_acc'))} (difference "
+                     f"{100 * r.get('diff', 0):+.2f} points, tolerance {100 * r.get('tolerance', 0):.2f})")
+    test = info.get("test") or {}
+    if "acc_mean" in test:
+        lines.append(f"test accuracy {pct(test['acc_mean'])} +- {100 * test.get('acc_std', 0):.2f} over "
+                     f"{len(test.get('per_seed', []))} seeds, trained on train+validation ({test.get('date', '?')})")
+    return lines
+
+
+def render(spec: NetSpec) -> str:
+    """The spec as YAML under a comment header: name, parameters, provenance, metrics, the per-layer table."""
+    table = format_table(spec).splitlines()
+    params = int(table[-1].split(":")[1])
+    # repr: a name with a line break must not break out of the comment
+    head = [f"cnnsearch spec {spec.name!r}: {params:,} parameters"] + _summary(spec) + [""] + table
+    header = "".join(f"# {line}".rstrip() + "\n" for line in head)
+    return header + dumps(spec, header=False)

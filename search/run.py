@@ -1,9 +1,15 @@
 """``python -m search.run --budget 20000``: Optuna searches architectures and recipes under a parameter budget.
 
-Each trial samples a network that fits the budget and a recipe to train it,
-trains it on the train split, and reports validation accuracy every epoch; the
-pruner stops poor trials.  Rerunning the same command resumes the study.  At the
-end the best trial is exported as a spec that ``python -m trainer.train`` re-trains.
+Before training, the search measures how fast this device trains networks of the budget and prints
+its plan: many cheap trials on a subset of the training images for few epochs, the best of each rung
+trained again on more images for more epochs, the last rung at the full fidelity of the exported
+recipe, all within ``--time`` (default: 50 minutes on a CPU, 8 on a GPU).  Each trial reports
+validation accuracy every epoch; the pruner stops poor trials within their rung.  Rerunning the same
+command resumes the study, and a trial that was interrupted goes on from its last epoch.  At the end
+the best trial is exported as a spec that ``python -m trainer.train`` re-trains.
+
+``--budget 20000,10000,5000`` runs one study per budget, each warm-started with the best recipes
+found so far in the others, and closes with a table of all of them and their Pareto front.
 """
 
 from __future__ import annotations
@@ -11,57 +17,52 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
-import signal
-import subprocess
 import sys
 import threading
 import time
-import warnings
 from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["main", "build_parser", "Parser", "positive_int", "pareto_front"]
+from space.cli import Parser, UsageError, duration, positive_float, positive_int, resolve_device
+from space.spec import SpecError
+
+__all__ = ["main", "build_parser", "budgets"]
 
 PRUNERS = ("median", "hyperband", "none")
 SAMPLERS = ("tpe", "random")
+DEFAULT_TIME = {"cpu": 50 * 60.0, "cuda": 8 * 60.0}
+DEFAULT_EPOCHS = 15
+DEFAULT_TRIALS = 40
 
 
-class Parser(argparse.ArgumentParser):
-    """argparse that reports a bad flag in one line and exits 2."""
-
-    def error(self, message: str) -> None:  # one line, exit 2
-        print(f"error: {message}", file=sys.stderr)
-        raise SystemExit(2)
-
-
-def positive_int(s: str) -> int:
-    """An argparse type: a positive integer (``20_000`` and ``20,000`` are read too)."""
-    try:
-        v = int(s.replace("_", "").replace(",", ""))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {s!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {s!r}")
-    return v
-
-
-def _positive_float(s: str) -> float:
-    try:
-        v = float(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {s!r}") from None
-    if not v > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {s!r}")
-    return v
+def budgets(s: str) -> list[int]:
+    """An argparse type: one budget or several, comma-separated (``20000,10000,5000``; ``20,000`` is one)."""
+    parts = [p.strip() for p in s.split(",")]
+    if len(parts) > 1 and 1 <= len(parts[0]) <= 3 and all(len(p) == 3 for p in parts[1:]):
+        parts = [s]  # a thousands separator
+    out = [positive_int(p) for p in parts]
+    if len(set(out)) != len(out):
+        raise argparse.ArgumentTypeError(f"a budget is given twice in {s!r}")
+    return out
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = Parser(prog="python -m search.run", description=__doc__.splitlines()[0].split(": ", 1)[1])
-    p.add_argument("--budget", type=positive_int, required=True, help="hard cap on the number of parameters")
+    p.add_argument("--budget", type=budgets, required=True,
+                   help="hard cap on the number of parameters; several, comma-separated, run one study each")
+    p.add_argument("--time", type=duration, metavar="T",
+                   help="wall-clock time for the fidelity plan: 900s, 45m, 2h (default 50m on a CPU, 8m on a GPU)")
+    p.add_argument("--plan", metavar="FILE",
+                   help="the fidelity plan as YAML rows {trials, images, epochs}, instead of measuring one")
     p.add_argument("--space", metavar="FILE", help="YAML overriding entries of the default search space")
-    p.add_argument("--trials", type=positive_int, default=40, help="finished trials the study should reach (40)")
-    p.add_argument("--timeout", type=_positive_float, metavar="S", help="stop starting trials after S seconds")
+    p.add_argument("--trials", type=positive_int,
+                   help=f"no plan: finished trials the study should reach ({DEFAULT_TRIALS})")
+    p.add_argument("--epochs", type=positive_int, help=f"no plan: epochs per trial ({DEFAULT_EPOCHS})")
+    p.add_argument("--train-limit", type=positive_int, metavar="N",
+                   help="no plan: train on the first N train-split images")
+    p.add_argument("--timeout", type=positive_float, metavar="S", help="stop starting trials after S seconds")
     p.add_argument("--jobs", type=positive_int, default=1, help="worker processes on this host (1)")
     p.add_argument("--storage", metavar="URL",
                    help="journal file path (default runs/cnnsearch.log) or postgresql://USER@HOST/DB")
@@ -69,98 +70,179 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sampler", choices=SAMPLERS, default="tpe")
     p.add_argument("--pruner", choices=PRUNERS, default="median")
     p.add_argument("--seed", type=int, default=0, help="sampler seed and training seed (0)")
-    p.add_argument("--epochs", type=positive_int, default=15, help="epochs per trial (15)")
-    p.add_argument("--train-limit", type=positive_int, metavar="N", help="train on the first N train-split images")
     p.add_argument("--val", type=positive_int, default=5000, help="validation images carved from train (5000)")
     p.add_argument("--device", help="cuda or cpu (default: cuda when available)")
+    p.add_argument("--precision", choices=("fp32", "bf16"),
+                   help="training precision (default: bf16 where the device supports it)")
     p.add_argument("--data-dir", metavar="DIR",
                    help="MNIST folder (also $CNNSEARCH_DATA; default: the project's data/)")
     p.add_argument("--enqueue-zoo", action="store_true", help="start with the zoo networks that fit the budget")
     p.add_argument("--export-epochs", type=positive_int, metavar="N",
-                   help="epochs in the exported recipe (default: --epochs); search short, re-train long")
+                   help=f"epochs of the exported recipe (default {DEFAULT_EPOCHS}; without a plan: --epochs)")
     p.add_argument("--out", metavar="FILE", help="exported best spec (default runs/<study>/best.yaml)")
+    p.add_argument("--out-dir", metavar="DIR", help="exports go to DIR/<study>/best.yaml (default runs)")
     p.add_argument("--artifact-dir", metavar="DIR",
                    help="where the best spec and weights are stored for the dashboard (default runs/artifacts)")
-    p.add_argument("--quiet", action="store_true", help="no per-trial lines")
+    p.add_argument("--quiet", action="store_true", help="no per-trial and per-epoch lines")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)   # a child of --jobs N
     p.add_argument("--deadline", type=float, help=argparse.SUPPRESS)         # absolute time, from the parent
+    p.add_argument("--closes", help=argparse.SUPPRESS)                        # rung closing times, from the parent
     return p
 
 
-# ---------------------------------------------------------------- study bookkeeping
-
-_UNCOUNTED = ("surplus", "stale", "interrupted")
+# ---------------------------------------------------------------- one study
 
 
-def _counts(t: Any) -> bool:
-    """Whether a trial counts towards --trials: anything but a worker's crash, a kill or a surplus start."""
-    from optuna.trial import TrialState
-
-    if t.state != TrialState.FAIL:
-        return True
-    reason = str(t.user_attrs.get("fail_reason", ""))
-    return bool(reason) and not reason.startswith(_UNCOUNTED)
-
-
-def _finished(t: Any) -> bool:
-    return t.state.is_finished()
+@dataclass
+class Outcome:
+    budget: int
+    study: str
+    best: Any            # the best FrozenTrial, or None
+    out: Path | None     # the export written
+    complete: bool       # the study reached its plan
 
 
-def _fail_dead_local(study: Any) -> int:
-    """Journal storage has no heartbeats: fail RUNNING trials whose worker process on this host is gone,
-    and queue their parameters again.  Returns how many were found."""
+def _legacy(args: argparse.Namespace) -> bool:
+    """Explicit --trials / --epochs / --train-limit: a fixed number of trials at one fidelity, as before plans."""
+    return any(v is not None for v in (args.trials, args.epochs, args.train_limit))
+
+
+def _make_study(args: argparse.Namespace, storage: Any, name: str, budget: int, create: bool) -> Any:
+    import warnings
+
     import optuna
-    from optuna.trial import TrialState
 
-    from search.objective import WORKER
+    from search.schedule import RungPruner
 
-    host = WORKER.rsplit(":", 1)[0]
-    n = 0
-    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        worker = str(t.user_attrs.get("worker", ""))
-        if not worker.startswith(host + ":"):
-            continue
-        pid = int(worker.rsplit(":", 1)[1])
-        if _alive(pid):
-            continue
-        storage = study._storage
-        try:
-            storage.set_trial_user_attr(t._trial_id, "fail_reason", "stale: its worker died")
-            if not storage.set_trial_state_values(t._trial_id, TrialState.FAIL):
-                continue
-        except (optuna.exceptions.UpdateFinishedTrialError, RuntimeError):
-            continue
-        study.enqueue_trial(t.params, user_attrs=_requeue_attrs(t), skip_if_exists=False)
-        n += 1
-    return n
+    sampler: optuna.samplers.BaseSampler
+    seed = None if args.worker else args.seed
+    if args.sampler == "tpe":
+        with warnings.catch_warnings():  # multivariate/group/constant_liar are "experimental" in Optuna
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            sampler = optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True, n_startup_trials=8,
+                                                 constant_liar=True)
+    else:
+        sampler = optuna.samplers.RandomSampler(seed=seed)
+    if not create:
+        study = optuna.load_study(study_name=name, storage=storage, sampler=sampler)
+    else:
+        study = optuna.create_study(storage=storage, study_name=name, direction="maximize", sampler=sampler,
+                                    load_if_exists=True)
+        if study.metric_names is None:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                study.set_metric_names(["val_acc"])
+        old = study.user_attrs
+        epochs = args.epochs or DEFAULT_EPOCHS if _legacy(args) else args.export_epochs or DEFAULT_EPOCHS
+        settings = {"budget": budget, "epochs": epochs, "train_limit": args.train_limit or 0, "val": args.val}
+        for key, value in settings.items():
+            if key in old and old[key] != value:
+                raise SpecError(f"study {name!r} exists with {key} {old[key]}, not {value}; "
+                                "use another --study-name or the same settings", "--study-name")
+        mode = "fixed" if _legacy(args) else "plan"
+        if old.get("mode", "fixed" if old else mode) != mode:
+            how = "a fidelity plan" if mode == "fixed" else "--trials/--epochs/--train-limit"
+            raise SpecError(f"study {name!r} exists and was run with {how}; run it the same way, "
+                            "or use another --study-name", "--study-name")
+        settings["mode"] = mode
+        for key, value in (settings | {"seed": args.seed}).items():  # seed: of the train/val split, the first run's
+            if key not in old:
+                study.set_user_attr(key, value)
+    rungs = _stored_rungs(study)
+    if args.pruner == "median":
+        study.pruner = RungPruner([r.epochs for r in rungs] if rungs else [args.epochs or DEFAULT_EPOCHS])
+    elif args.pruner == "hyperband":
+        study.pruner = optuna.pruners.HyperbandPruner(min_resource=1, max_resource=args.epochs or DEFAULT_EPOCHS,
+                                                      reduction_factor=3)
+    else:
+        study.pruner = optuna.pruners.NopPruner()
+    return study
 
 
-def _requeue_attrs(t: Any) -> dict[str, Any]:
-    keep = {k: v for k, v in t.user_attrs.items() if k in ("zoo", "spec")}
-    return keep | {"retry_of": t.user_attrs.get("retry_of", t.number)}
+def _stored_rungs(study: Any) -> list[Any]:
+    from search.plan import Rung
+
+    return [Rung(**r) for r in study.user_attrs.get("plan", [])]
 
 
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
+def _plan(args: argparse.Namespace, study: Any, budget: int, space: Any, data: Any, device: Any,
+          seconds: float) -> tuple[Any, list[Any], bool]:
+    """The study's plan: (Plan or None, rungs, made now).  A study keeps the plan of its first run."""
+    from search.plan import Plan, Rung, make_plan
+
+    if _legacy(args):
+        trials, epochs = args.trials or DEFAULT_TRIALS, args.epochs or DEFAULT_EPOCHS
+        images = min(args.train_limit or len(data.train), len(data.train))
+        return None, [Rung(trials, images, epochs, 0, float(trials * epochs))], False
+    rungs = _stored_rungs(study)
+    if rungs:
+        a = study.user_attrs
+        return Plan(tuple(rungs), sum(r.seconds for r in rungs), float(a.get("plan_budget_seconds", 0)),
+                    float(a.get("train_rate", 0)), str(a.get("plan_note", ""))), rungs, False
+    if args.plan:
+        plan = args.plan_rows
+        study.set_user_attr("plan", [asdict(r) for r in plan.rungs])
+        return plan, list(plan.rungs), True
+    from search.objective import measure_rates
+
+    probes = _probe_specs(space, budget, args.seed)
+    train_rate, eval_rate = measure_rates(probes, data, device, precision=args.precision)
+    plan = make_plan(train_images=len(data.train), val_images=len(data.val),
+                     epochs=args.export_epochs or DEFAULT_EPOCHS, train_rate=train_rate, eval_rate=eval_rate,
+                     seconds=seconds, overhead=3.0 if device.type == "cuda" else 1.0)
+    study.set_user_attr("plan", [asdict(r) for r in plan.rungs])
+    study.set_user_attr("plan_budget_seconds", round(seconds, 1))
+    study.set_user_attr("train_rate", round(train_rate, 1))
+    study.set_user_attr("eval_rate", round(eval_rate, 1))
+    if plan.note:
+        study.set_user_attr("plan_note", plan.note)
+    return plan, list(plan.rungs), True
+
+
+def _read_plan(path: str) -> Any:
+    import yaml
+
+    from search.plan import plan_from_rows
+
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie child of ours is gone too
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return True
+        with open(path, encoding="utf-8") as f:
+            rows = yaml.safe_load(f)
+    except OSError as e:
+        raise UsageError(f"--plan: cannot read {path}: {e.strerror or e}") from None
+    except yaml.YAMLError as e:
+        raise UsageError(f"--plan: {path}: malformed YAML: {' '.join(str(e).split())}") from None
+    try:
+        return plan_from_rows(rows, f"--plan {path}")
+    except ValueError as e:
+        raise UsageError(str(e)) from None
 
 
-def _enqueue_zoo(study: Any, budget: int, epochs: int) -> list[str]:
+def _probe_specs(space: Any, budget: int, seed: int, n: int = 3) -> list[Any]:
+    """A few networks of the budget, drawn at random from the space, to measure the device's speed on."""
+    import optuna
+
+    from search.sample import OverBudget, sample
+
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
+    specs: list[Any] = []
+    for i in range(4 * n):
+        if len(specs) == n:
+            break
+        try:
+            specs.append(sample(study.ask(), space, budget, epochs=1, seed=seed, name=f"probe{i}"))
+        except (OverBudget, SpecError):
+            continue
+    if not specs:
+        raise SpecError(f"no network of the search space fits the budget {budget}", "--budget")
+    return specs
+
+
+def _enqueue_zoo(study: Any, budget: int, rung0: Any) -> list[str]:
     import dataclasses
 
     import space
     from search.export import with_epochs
+    from search.schedule import fresh_attrs
     from space.analysis import count_params
     from space.io import dumps, load
 
@@ -170,267 +252,43 @@ def _enqueue_zoo(study: Any, budget: int, epochs: int) -> list[str]:
         spec = load(path)
         if count_params(spec) > budget or path.stem in done:
             continue
-        spec = dataclasses.replace(with_epochs(spec, epochs), info={})  # its own recipe, at the search's length
-        study.enqueue_trial({}, user_attrs={"zoo": path.stem, "spec": dumps(spec, header=False)})
+        spec = dataclasses.replace(with_epochs(spec, rung0.epochs), info={})  # its own recipe, at the rung's length
+        study.enqueue_trial({}, user_attrs={"zoo": path.stem, "spec": dumps(spec, header=False)}
+                            | fresh_attrs(0, rung0))
         added.append(path.stem)
     return added
 
 
-# ---------------------------------------------------------------- output
+def _warm_start(study: Any, rung0: Any, others: Sequence[Outcome], k: int) -> list[str]:
+    """Queue the best trials of the other budgets' studies (their shape and recipe, re-fitted to this
+    budget) at rung 0: a start, never a cap (at most a third of rung 0)."""
+    from search.schedule import fresh_attrs
 
-
-class Printer:
-    """One line per finished trial, with a progress counter; prints each trial once."""
-
-    def __init__(self, n_trials: int, budget: int, quiet: bool = False) -> None:
-        self.n, self.budget, self.quiet = n_trials, budget, quiet
-        self.seen: set[int] = set()
-
-    def __call__(self, study: Any, *_: Any) -> None:
-        trials = study.get_trials(deepcopy=False)
-        done = sum(1 for t in trials if _finished(t) and _counts(t))
-        best = _best(trials)
-        for t in sorted(trials, key=lambda t: t.number):
-            if not _finished(t) or t.number in self.seen:
-                continue
-            self.seen.add(t.number)
-            if self.quiet:
-                continue
-            secs = (t.datetime_complete - t.datetime_start).total_seconds() if t.datetime_start else 0.0
-            p = t.user_attrs.get("params")
-            acc = t.value if t.value is not None else (max(t.intermediate_values.values())
-                                                       if t.intermediate_values else None)
-            why = t.user_attrs.get("fail_reason", "")
-            zoo = f" zoo:{t.user_attrs['zoo']}" if "zoo" in t.user_attrs else ""
-            bar = _bar(done, self.n)
-            print(f"{bar} trial {t.number:>3}  params {p if p is not None else '-':>7}"
-                  f"{f' ({p / self.budget:.0%})' if p else '':>7}  val {_pct(acc):>7}  {t.state.name:<8} "
-                  f"{secs:6.1f}s{zoo}{('  ' + why) if why and t.state.name != 'COMPLETE' else ''}"
-                  f"{f'  best {_pct(best.value)} (#{best.number})' if best else ''}", flush=True)
-
-
-def _bar(done: int, n: int, width: int = 20) -> str:
-    k = min(width, round(width * done / max(n, 1)))
-    return f"[{'#' * k}{'.' * (width - k)}] {min(done, n):>3}/{n}"
-
-
-def _pct(v: float | None) -> str:
-    return "-" if v is None else f"{100 * v:.2f}%"
-
-
-def _best(trials: Sequence[Any]) -> Any:
-    from optuna.trial import TrialState
-
-    done = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
-    return max(done, key=lambda t: (t.value, -t.user_attrs.get("params", 0))) if done else None
-
-
-def pareto_front(trials: Sequence[Any]) -> list[Any]:
-    """Completed trials that no other beats on both validation accuracy (higher) and parameters (fewer)."""
-    from optuna.trial import TrialState
-
-    done = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None and "params" in t.user_attrs]
-    front, best = [], -1.0
-    for t in sorted(done, key=lambda t: (t.user_attrs["params"], -t.value)):
-        if t.value > best:
-            front.append(t)
-            best = t.value
-    return front
-
-
-# ---------------------------------------------------------------- the work
-
-
-def _make_study(args: argparse.Namespace, storage: Any, create: bool) -> Any:
-    import optuna
-
-    from space.spec import SpecError
-
-    sampler: optuna.samplers.BaseSampler
-    if args.sampler == "tpe":
-        with warnings.catch_warnings():  # multivariate/group/constant_liar are "experimental" in Optuna
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            sampler = optuna.samplers.TPESampler(seed=None if args.worker else args.seed, multivariate=True,
-                                                 group=True, n_startup_trials=8, constant_liar=True)
-    else:
-        sampler = optuna.samplers.RandomSampler(seed=None if args.worker else args.seed)
-    pruner: optuna.pruners.BasePruner
-    if args.pruner == "median":
-        pruner = optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=max(1, args.epochs // 5))
-    elif args.pruner == "hyperband":
-        pruner = optuna.pruners.HyperbandPruner(min_resource=1, max_resource=args.epochs, reduction_factor=3)
-    else:
-        pruner = optuna.pruners.NopPruner()
-    settings = {"budget": args.budget, "epochs": args.epochs, "train_limit": args.train_limit or 0, "val": args.val}
-    if create:
-        study = optuna.create_study(storage=storage, study_name=args.study_name, direction="maximize",
-                                    sampler=sampler, pruner=pruner, load_if_exists=True)
-        old = study.user_attrs
-        for key, value in settings.items():
-            if key in old and old[key] != value:
-                raise SpecError(f"study {args.study_name!r} exists with {key} {old[key]}, not {value}; "
-                                "use another --study-name or the same settings", "--study-name")
-        for key, value in (settings | {"seed": args.seed}).items():  # seed: of the train/val split, the first run's
-            if key not in old:
-                study.set_user_attr(key, value)
-        return study
-    return optuna.load_study(study_name=args.study_name, storage=storage, sampler=sampler, pruner=pruner)
-
-
-def _objective(args: argparse.Namespace, space: Any) -> Any:
-    import torch
-
-    from search.objective import Objective
-    from space.spec import SpecError
-    from trainer.data import load_splits
-
-    try:
-        device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise SpecError("CUDA is not available on this machine; use --device cpu", "--device")
-    except RuntimeError as e:
-        raise SpecError(str(e).splitlines()[0], "--device") from None
-    try:  # the train and validation splits only: the search never opens the test files
-        data = load_splits(args.data_dir, val=args.val, limit=args.train_limit, seed=args.split_seed, device=device)
-    except ValueError as e:
-        raise SpecError(str(e), "--val/--train-limit") from None
-    return Objective(space=space, budget=args.budget, epochs=args.epochs, data=data, device=device,
-                     seed=args.seed, study_name=args.study_name, weights_dir=Path(args.artifact_dir) / "weights")
-
-
-def _worker_loop(args: argparse.Namespace, study: Any, objective: Any, printer: Printer | None) -> None:
-    """Run trials until the study has --trials counted, finished trials, or the deadline passes.
-
-    Checking the count and creating the next trial happen under one lock shared by every
-    worker of the study (a PostgreSQL advisory lock, or a file lock beside the journal), so
-    concurrent workers never start more trials than asked for.
-    """
-    import optuna
-    from optuna.trial import TrialState
-
-    from search.objective import TrialFailed
-    from search.storage import claim_lock, heartbeat, is_rdb
-
-    rdb = is_rdb(args.storage)
-    # we run Optuna's heartbeats ourselves (storage.heartbeat), around ask/tell rather than Study.optimize
-    warnings.filterwarnings("ignore", "Heartbeat of storage is supposed to be used", UserWarning)
-    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    while True:
-        if args.deadline and time.time() >= args.deadline:
-            return
-        with claim_lock(study, args.storage):
-            if rdb:
-                optuna.storages.fail_stale_trials(study)
-            else:
-                _fail_dead_local(study)
-            trials = study.get_trials(deepcopy=False)
-            counted = [t for t in trials if _counts(t)]
-            if sum(1 for t in counted if _finished(t)) >= args.trials:
-                return
-            waiting = any(t.state == TrialState.WAITING for t in trials)
-            trial = study.ask() if len(counted) < args.trials or waiting else None
-        if trial is None:
-            time.sleep(1.0)  # the others' trials are running; wait in case one dies and comes back
+    have = {t.user_attrs.get("warm") for t in study.get_trials(deepcopy=False)}
+    added = []
+    for o in others:
+        if o.best is None or not o.best.params or len(added) >= k:
             continue
-        _run_one(study, trial, objective, TrialFailed, heartbeat)
-        if printer:
-            printer(study)
+        tag = f"{o.study}#{o.best.number}"
+        if tag in have:
+            continue
+        study.enqueue_trial(o.best.params, user_attrs={"warm": tag} | fresh_attrs(0, rung0), skip_if_exists=False)
+        added.append(tag)
+    return added
 
 
-def _run_one(study: Any, trial: Any, objective: Any, failed: type[Exception], heartbeat: Any) -> None:
-    import optuna
-    from optuna.trial import TrialState
+def _paths(args: argparse.Namespace, name: str) -> tuple[Path, Path]:
+    """(export path, artifact dir) of one study."""
+    from search.note import default_artifact_dir
 
-    with heartbeat(study, trial):
-        try:
-            value = objective(trial)
-        except optuna.TrialPruned:
-            study.tell(trial, state=TrialState.PRUNED)
-            return
-        except failed:
-            study.tell(trial, state=TrialState.FAIL)
-            return
-        except KeyboardInterrupt:
-            trial.set_user_attr("fail_reason", "interrupted")
-            study.enqueue_trial(trial.params, user_attrs=_requeue_attrs(trial), skip_if_exists=False)
-            study.tell(trial, state=TrialState.FAIL)
-            raise
-        except Exception as e:  # a crash in one trial is recorded; the study goes on
-            first = str(e).splitlines()[0] if str(e) else ""
-            trial.set_user_attr("fail_reason", f"error: {e.__class__.__name__}: {first}"[:500])
-            study.tell(trial, state=TrialState.FAIL)
-            return
-    study.tell(trial, value)
-
-
-def _spawn_workers(args: argparse.Namespace, argv: Sequence[str], printer: Printer, study: Any) -> int:
-    """--jobs N: N worker processes on the same study; this process prints their progress."""
-    cmd = [sys.executable, "-m", "search.run", *argv, "--worker", "--jobs", "1", "--quiet",
-           "--study-name", args.study_name, "--storage", args.storage]
-    if args.deadline:
-        cmd += ["--deadline", str(args.deadline)]
-    env = dict(os.environ)
-    if "CNNSEARCH_THREADS" not in env:  # share the cores: busy-waiting OpenMP threads of N workers thrash
-        env["CNNSEARCH_THREADS"] = str(max(1, (os.cpu_count() or 1) // args.jobs))
-    procs = [subprocess.Popen(cmd, env=env) for _ in range(args.jobs)]
-    try:
-        while any(p.poll() is None for p in procs):
-            time.sleep(1.0)
-            printer(study)
-    except KeyboardInterrupt:
-        for p in procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGINT)
-        for p in procs:
-            p.wait()
-        raise
-    printer(study)
-    bad = [p.returncode for p in procs if p.returncode not in (0,)]
-    return bad[0] if bad else 0
-
-
-def _summary(study: Any, args: argparse.Namespace) -> Path | None:
-    from search.export import export_best
-    from search.storage import mask_url
-
-    trials = study.get_trials(deepcopy=False)
-    states: dict[str, int] = {}
-    for t in trials:
-        states[t.state.name] = states.get(t.state.name, 0) + 1
-    counts = ", ".join(f"{v} {k.lower()}" for k, v in states.items())
-    print(f"\nstudy {args.study_name!r}: {len(trials)} trials ({counts})")
-    best = _best(trials)
-    if best is None:
-        print("no trial completed yet: nothing to export")
-        return None
-    p = best.user_attrs.get("params")
-    print(f"best: trial {best.number}, {p:,} params ({p / args.budget:.0%} of {args.budget:,}), "
-          f"val acc {_pct(best.value)}")
-    print("pareto front (val acc vs params):")
-    for t in pareto_front(trials):
-        print(f"  trial {t.number:>3}  params {t.user_attrs['params']:>7,}  val {_pct(t.value)}")
-    out = Path(args.out)
-    export_best(study, best, out, storage_url=args.storage, epochs=args.export_epochs)
-    print(f"exported: {out}   (re-train: python -m trainer.train {out} --seeds 3)")
-    from results.dashboard import annotate
-
-    done = annotate(study, args.storage, args.artifact_dir, weights=best.user_attrs.get("weights"))
-    for line in done.lines():
-        print(f"dashboard {line}")
-    print(f"review: optuna-dashboard {shlex.quote(mask_url(args.storage))} "
-          f"--artifact-dir {shlex.quote(args.artifact_dir)}")
-    return out
-
-
-def _interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
+    out = Path(args.out) if args.out else Path(args.out_dir or "runs") / name / "best.yaml"
+    adir = Path(args.artifact_dir) if args.artifact_dir else default_artifact_dir(args.storage)
+    return out, adir
 
 
 def _check_writable(out: Path) -> None:
     """Refuse an output that cannot be written before any work is done."""
     import tempfile
-
-    from space.spec import SpecError
 
     if out.is_dir():
         raise SpecError(f"{out} is a directory; give a file name", "--out")
@@ -449,86 +307,238 @@ def _check_writable(out: Path) -> None:
                 pass
 
 
+class _Data:
+    """The train and validation splits, loaded once per split seed (the search never opens the test files)."""
+
+    def __init__(self, args: argparse.Namespace, device: Any) -> None:
+        self.args, self.device, self.cache = args, device, {}  # type: dict[int, Any]
+
+    def get(self, seed: int) -> Any:
+        from trainer.data import load_splits
+
+        if seed not in self.cache:
+            self.cache.clear()
+            limit = self.args.train_limit if _legacy(self.args) else None
+            try:
+                self.cache[seed] = load_splits(self.args.data_dir, val=self.args.val, limit=limit, seed=seed,
+                                               device=self.device)
+            except ValueError as e:
+                raise SpecError(str(e), "--val/--train-limit") from None
+        return self.cache[seed]
+
+
+def _search(args: argparse.Namespace, argv: list[str], budget: int, name: str, storage: Any, space: Any,
+            data: _Data, device: Any, seconds: float, others: Sequence[Outcome]) -> Outcome:
+    from search.objective import WORKER, Objective, study_dir
+    from search.progress import EpochLine, Printer
+    from search.storage import mask_url
+    from search.study import counted_finished
+    from search.worker import Work, spawn_workers, watch_parent, worker_loop
+
+    out, adir = _paths(args, name)
+    study = _make_study(args, storage, name, budget, create=not args.worker)
+    splits = data.get(int(study.user_attrs.get("seed", args.seed)))  # every worker of a study: one split
+    started = time.time()
+    if args.worker:
+        plan, rungs, made = None, _stored_rungs(study) or _plan(args, study, budget, space, splits, device, 1)[1], False
+    else:
+        already = len(counted_finished(study.get_trials(deepcopy=False)))
+        print(f"study {name!r} in {mask_url(args.storage)}: budget {budget:,} params"
+              + (f", {args.trials or DEFAULT_TRIALS} trials, {args.epochs or DEFAULT_EPOCHS} epochs each"
+                 if _legacy(args) else "")
+              + (f", resuming with {already} finished" if already else ""), flush=True)
+        if not _legacy(args) and not _stored_rungs(study):
+            print(f"measuring this device's speed on networks of the budget ({device.type}) ...", flush=True)
+        plan, rungs, made = _plan(args, study, budget, space, splits, device, seconds)
+        if plan is not None:
+            for line in plan.lines() if made else plan.lines()[:1]:
+                print(line if made else line.replace("plan:", "plan (from the study's first run):"), flush=True)
+        if args.enqueue_zoo:
+            added = _enqueue_zoo(study, budget, rungs[0])
+            if added:
+                print(f"queued zoo networks: {', '.join(added)}", flush=True)
+        warm = _warm_start(study, rungs[0], others, k=max(1, rungs[0].trials // 3))
+        if warm:
+            print(f"warm start from the other budgets: {', '.join(warm)}", flush=True)
+    closes = None
+    if args.closes:
+        closes = [float(c) for c in args.closes.split(",")]
+    elif made and plan is not None and plan.budget_seconds > 0:
+        closes = [started + d for d in plan.deadlines()]
+    work = Work(rungs=rungs, closes=closes, deadline=args.deadline, host=WORKER.rsplit(":", 1)[0],
+                storage_url=args.storage)
+    printer = Printer(sum(r.trials for r in rungs), budget, quiet=args.quiet, rungs=len(rungs))
+    if not args.worker:
+        printer.seen |= {t.number for t in study.get_trials(deepcopy=False) if t.state.is_finished()}
+    died = 0
+    if args.jobs > 1 and not args.worker:
+        cmd = [sys.executable, "-m", "search.run", *_worker_argv(argv, budget), "--worker", "--jobs", "1",
+               "--study-name", name, "--storage", args.storage, "--artifact-dir", str(adir)]
+        if args.deadline:
+            cmd += ["--deadline", str(args.deadline)]
+        if closes:
+            cmd += ["--closes", ",".join(f"{c:.3f}" for c in closes)]
+        died = spawn_workers(cmd, args.jobs, study, printer, work)
+    else:
+        stop = threading.Event()
+        if args.worker:
+            watch_parent(lambda: _stop_orphan(stop))
+        objective = Objective(space=space, budget=budget, epochs=rungs[0].epochs, data=splits, device=device,
+                              seed=args.seed, study_name=name, weights_dir=study_dir(adir / "weights", name),
+                              checkpoint_dir=study_dir(adir / "checkpoints", name),
+                              on_epoch=None if args.quiet else EpochLine(rungs, started),
+                              precision=args.precision)
+        worker_loop(study, work, objective, None if args.worker else printer, stop)
+    if args.worker:
+        return Outcome(budget, name, None, None, True)
+    from search.schedule import decide
+
+    complete = decide(rungs, study.get_trials(deepcopy=False), lambda r: True).kind == "done"
+    best, wrote = _summary(study, args, budget, out, adir, rungs)
+    if died:
+        print(f"{died} worker{'s' if died != 1 else ''} died; their trials were redone"
+              + ("" if complete else "; the study is short of its plan: rerun the command to finish it"),
+              file=sys.stderr)
+    return Outcome(budget, name, best, wrote, complete)
+
+
+def _stop_orphan(stop: threading.Event) -> None:
+    """This worker's coordinator died: finish no more trials, and give the running one back to the queue."""
+    import signal
+
+    stop.set()
+    os.kill(os.getpid(), signal.SIGINT)
+
+
+def _summary(study: Any, args: argparse.Namespace, budget: int, out: Path, adir: Path,
+             rungs: Sequence[Any]) -> tuple[Any, Path | None]:
+    from search.export import export_best, pct
+    from search.note import annotate
+    from search.storage import mask_url
+    from search.study import best as best_of
+    from search.study import pareto_front, state_counts
+
+    trials = study.get_trials(deepcopy=False)
+    counts = ", ".join(f"{v} {k}" for k, v in state_counts(trials).items())
+    print(f"\nstudy {study.study_name!r}: {len(trials)} trials ({counts})")
+    best = best_of(trials)
+    if best is None:
+        print("no trial completed yet: nothing to export")
+        return None, None
+    p = best.user_attrs.get("params")
+    at = f" at rung {best.user_attrs.get('rung', 0)}" if len(rungs) > 1 else ""
+    print(f"best: trial {best.number}{at}, {p:,} params ({p / budget:.0%} of {budget:,}), val acc {pct(best.value)}")
+    print("pareto front (val acc vs params):")
+    for t in pareto_front(trials):
+        print(f"  trial {t.number:>3}  params {t.user_attrs['params']:>7,}  val {pct(t.value)}")
+    epochs = args.export_epochs or (args.epochs if _legacy(args) else DEFAULT_EPOCHS)
+    export_best(study, best, out, storage_url=args.storage, epochs=epochs)
+    print(f"exported: {out}   (re-train: python -m trainer.train {out} --seeds 3)")
+    done = annotate(study, args.storage, adir, weights=best.user_attrs.get("weights"))
+    for line in done.lines():
+        print(f"dashboard {line}")
+    print(f"review: optuna-dashboard {shlex.quote(mask_url(args.storage))} --artifact-dir {shlex.quote(str(adir))}")
+    return best, out
+
+
+def _closing(outcomes: Sequence[Outcome], storage: Any) -> None:
+    """The table of all budgets and the Pareto front over all their trials."""
+    import optuna
+
+    from search.export import pct
+    from search.study import pareto_front
+
+    print("\nbudget   best val   params   study            export")
+    for o in outcomes:
+        p = o.best.user_attrs.get("params") if o.best is not None else None
+        print(f"{o.budget:>6,}  {pct(o.best.value if o.best is not None else None):>9}  "
+              f"{f'{p:,}' if p is not None else '-':>7}  {o.study:<15}  {o.out or '-'}")
+    tagged = []
+    for o in outcomes:
+        for t in optuna.load_study(study_name=o.study, storage=storage).get_trials(deepcopy=False):
+            tagged.append((t, o.study))
+    where = {id(t): s for t, s in tagged}
+    print("pareto front over all budgets (val acc vs params):")
+    for t in pareto_front([t for t, _ in tagged]):
+        print(f"  {where[id(t)]:<15} trial {t.number:>3}  params {t.user_attrs['params']:>7,}  val {pct(t.value)}")
+
+
+# ---------------------------------------------------------------- the command
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    from search.worker import interruptible
+
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as e:  # --help, or a bad flag (one line already printed)
         return int(e.code or 0)
-    if threading.current_thread() is not threading.main_thread():
-        return _main(args, argv)
-    old = signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM (a scheduler's stop) ends like Ctrl-C
-    try:
-        return _main(args, argv)
-    finally:
-        signal.signal(signal.SIGTERM, old)
+    with interruptible():
+        try:
+            return _main(args, argv)
+        except KeyboardInterrupt:
+            if not args.worker:
+                print(f"\ninterrupted: the running trial keeps its last epoch and is queued again.\n"
+                      f"resume with: python -m search.run {shlex.join(_mask(_resume_argv(argv)))}",
+                      file=sys.stderr)
+            return 130
 
 
 def _main(args: argparse.Namespace, argv: list[str]) -> int:
-    from space.spec import SpecError
+    from trainer.data import DataError
 
     try:
-        from search.sample import smallest_params
-        from search.searchspace import load_space
-        from search.storage import DEFAULT_STORAGE, get_storage, mask_url
-
-        space = load_space(args.space)
-        smallest = smallest_params(space)
-        if args.budget < smallest:
-            print(f"error: --budget {args.budget} is too small: the smallest network of the search space has "
-                  f"{smallest} parameters", file=sys.stderr)
-            return 2
-        args.storage = args.storage or os.environ.get("CNNSEARCH_STORAGE") or DEFAULT_STORAGE
-        args.study_name = args.study_name or f"budget-{args.budget}"
-        args.out = args.out or str(Path("runs") / args.study_name / "best.yaml")
-        if not args.artifact_dir:
-            from results.dashboard import default_artifact_dir
-
-            args.artifact_dir = str(default_artifact_dir(args.storage))
-        if not args.worker:
-            _check_writable(Path(args.out))
-        if args.timeout and not args.deadline:
-            args.deadline = time.time() + args.timeout
-        import optuna
-
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
-        storage = get_storage(args.storage)
-        study = _make_study(args, storage, create=not args.worker)
-        args.split_seed = int(study.user_attrs.get("seed", args.seed))  # every worker of a study: one split
-        printer = Printer(args.trials, args.budget, quiet=args.quiet)
-        if not args.worker:
-            printer.seen |= {t.number for t in study.get_trials(deepcopy=False) if _finished(t)}
-            done = len(printer.seen)
-            print(f"study {args.study_name!r} in {mask_url(args.storage)}: budget {args.budget:,} params, "
-                  f"{args.trials} trials, {args.epochs} epochs each"
-                  + (f", resuming with {done} finished" if done else ""), flush=True)
-            if args.enqueue_zoo:
-                added = _enqueue_zoo(study, args.budget, args.epochs)
-                if added:
-                    print(f"queued zoo networks: {', '.join(added)}", flush=True)
-        if args.jobs > 1 and not args.worker:
-            rc = _spawn_workers(args, _worker_argv(argv), printer, study)
-            if rc:
-                print(f"error: a worker exited with code {rc}", file=sys.stderr)
-                return 1
-        else:
-            objective = _objective(args, space)
-            _worker_loop(args, study, objective, None if args.worker else printer)
-        if not args.worker:
-            _summary(study, args)
-        return 0
-    except KeyboardInterrupt:
-        if not args.worker:
-            print(f"\ninterrupted: the running trial was recorded as failed and queued again.\n"
-                  f"resume with: python -m search.run {shlex.join(mask_url(a) for a in _resume_argv(argv))}",
-                  file=sys.stderr)
-        return 130
-    except SpecError as e:
+        return _run(args, argv)
+    except (SpecError, UsageError, DataError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except _data_errors() as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+
+
+def _run(args: argparse.Namespace, argv: list[str]) -> int:
+    import optuna
+
+    from search.sample import smallest_params
+    from search.searchspace import load_space
+    from search.storage import DEFAULT_STORAGE, get_storage
+    from search.worker import guard_storage
+
+    device = resolve_device(args.device)  # before anything is written
+    space = load_space(args.space)
+    args.plan_rows = _read_plan(args.plan) if args.plan else None
+    if args.plan and _legacy(args):
+        raise UsageError("--plan replaces --trials/--epochs/--train-limit; give one or the other")
+    smallest = smallest_params(space)
+    for b in args.budget:
+        if b < smallest:
+            raise UsageError(f"--budget {b} is too small: the smallest network of the search space has "
+                             f"{smallest} parameters")
+    several = len(args.budget) > 1
+    if several and args.out:
+        raise UsageError("--out names one file; with several budgets give --out-dir")
+    if args.worker and several:
+        raise UsageError("a worker runs one budget")
+    args.storage = args.storage or os.environ.get("CNNSEARCH_STORAGE") or DEFAULT_STORAGE
+    names = [(f"{args.study_name}-{b}" if several else args.study_name) if args.study_name else f"budget-{b}"
+             for b in args.budget]
+    if not args.worker:
+        for name in names:
+            _check_writable(_paths(args, name)[0])
+    if args.timeout and not args.deadline:
+        args.deadline = time.time() + args.timeout
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = guard_storage(get_storage(args.storage))
+    total = args.time or DEFAULT_TIME.get(device.type, DEFAULT_TIME["cpu"])
+    t0, data = time.time(), _Data(args, device)
+    outcomes: list[Outcome] = []
+    for i, (b, name) in enumerate(zip(args.budget, names)):
+        left = max(60.0, total - (time.time() - t0)) / (len(names) - i)  # an equal share of the time left
+        outcomes.append(_search(args, argv, b, name, storage, space, data, device, left, outcomes))
+        if several and not args.worker:
+            print(flush=True)
+    if several and not args.worker:
+        _closing(outcomes, storage)
+    return 0 if all(o.complete for o in outcomes) or args.deadline else 1
 
 
 def _strip(argv: list[str], drop: tuple[str, ...], flags: tuple[str, ...] = ()) -> list[str]:
@@ -544,21 +554,20 @@ def _strip(argv: list[str], drop: tuple[str, ...], flags: tuple[str, ...] = ()) 
     return out
 
 
-def _worker_argv(argv: list[str]) -> list[str]:
-    return _strip(argv, ("--jobs", "--deadline", "--timeout", "--study-name", "--storage"),
-                  ("--worker", "--quiet", "--enqueue-zoo"))
+def _worker_argv(argv: list[str], budget: int) -> list[str]:
+    return [*_strip(argv, ("--jobs", "--deadline", "--timeout", "--study-name", "--storage", "--budget", "--closes",
+                           "--artifact-dir", "--out", "--out-dir"),
+                    ("--worker", "--enqueue-zoo")), "--budget", str(budget)]
 
 
 def _resume_argv(argv: list[str]) -> list[str]:
-    return _strip(argv, ("--deadline",), ("--worker",))
+    return _strip(argv, ("--deadline", "--closes"), ("--worker",))
 
 
-def _data_errors() -> tuple[type[BaseException], ...]:
-    try:
-        from trainer.data import DataError
-    except ImportError:  # pragma: no cover
-        return ()
-    return (DataError,)
+def _mask(argv: list[str]) -> list[str]:
+    from search.storage import mask_url
+
+    return [mask_url(a) for a in argv]
 
 
 if __name__ == "__main__":

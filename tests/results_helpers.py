@@ -137,7 +137,7 @@ def _annotate_if_needed(ts: TinyStudy) -> None:
     import torch
 
     from results.dashboard import annotate
-    from search.run import _best
+    from search.study import best as _best
     from space.build import build
     from space.io import loads
 

@@ -12,7 +12,7 @@ import pytest
 from conftest import ROOT, TINY, search_cmd
 from optuna.trial import TrialState
 
-from search.run import _counts
+from search.study import counts as _counts
 from search.storage import get_storage, mask_url
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -15,7 +15,8 @@ import yaml
 from conftest import ROOT
 
 from results.dashboard import annotate, load_weights, study_note
-from search.run import _best, pareto_front
+from search.study import best as _best
+from search.study import pareto_front
 from space.build import build
 from space.io import loads
 

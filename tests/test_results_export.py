@@ -10,7 +10,7 @@ import yaml
 from results.export import main
 from results.verify import main as verify_main
 from results.verify import tolerance_for, verify
-from search.run import _best
+from search.study import best as _best
 from space.analysis import count_params
 from space.build import build
 from space.io import load, loads

@@ -1,0 +1,98 @@
+"""What a worker does next, decided from the study's trials and the fidelity plan.
+
+A pure function of the trial list: :func:`decide` says whether to ask for a trial (and at which
+rung), to promote the best of a finished rung to the next one, to drop queued trials of a rung
+whose time is up, to wait for running trials, or that the study is done.  The worker loop
+(:mod:`search.worker`) carries the decision out under the study's claim lock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from optuna.pruners import BasePruner, MedianPruner
+from optuna.trial import FrozenTrial, TrialState
+
+from search.plan import Rung
+from search.study import counts, rung
+
+__all__ = ["Decision", "decide", "fresh_attrs", "promoted_attrs", "RungPruner"]
+
+
+@dataclass(frozen=True)
+class Decision:
+    kind: str                  # "ask" | "promote" | "drop" | "wait" | "done"
+    rung: int
+    trials: list[FrozenTrial] = field(default_factory=list)   # to promote, or to drop
+
+
+def _target(r: int, rg: Rung, mine: Sequence[FrozenTrial]) -> int:
+    if r == 0:
+        return rg.trials
+    return len({t.user_attrs["promoted_from"] for t in mine if "promoted_from" in t.user_attrs})
+
+
+def decide(rungs: Sequence[Rung], trials: Sequence[FrozenTrial], closed: Callable[[int], bool]) -> Decision:
+    """The next step.  ``closed(r)``: whether rung ``r``'s time is up (it starts no more trials; never
+    asked of the last rung).  A rung above 0 starts once the one below has finished, with the best
+    ``trials`` of it by validation accuracy (ties: fewer parameters) as its own trials."""
+    last = len(rungs) - 1
+    for r, rg in enumerate(rungs):
+        mine = [t for t in trials if rung(t) == r]
+        if r > 0 and not mine:
+            below = [t for t in trials if rung(t) == r - 1 and t.state == TrialState.COMPLETE and t.value is not None]
+            top = sorted(below, key=lambda t: (-(t.value or 0.0), t.user_attrs.get("params", 0), t.number))
+            if not top:
+                return Decision("done", r)
+            return Decision("promote", r, top[:rg.trials])
+        waiting = [t for t in mine if t.state == TrialState.WAITING]
+        running = [t for t in mine if t.state == TrialState.RUNNING]
+        if r < last and closed(r):
+            if waiting:
+                return Decision("drop", r, waiting)
+            if running:
+                return Decision("wait", r)
+            continue
+        if sum(1 for t in mine if counts(t)) < _target(r, rg, mine) or waiting:
+            return Decision("ask", r)
+        if running:
+            return Decision("wait", r)
+    return Decision("done", last)
+
+
+def fresh_attrs(r: int, rg: Rung) -> dict[str, Any]:
+    """The user attributes of a new trial at rung ``r``: its rung and fidelity."""
+    return {"rung": r, "train_limit": rg.images, "epochs": rg.epochs}
+
+
+def promoted_attrs(src: FrozenTrial, r: int, rg: Rung) -> dict[str, Any]:
+    keep = {k: v for k, v in src.user_attrs.items() if k in ("zoo", "spec", "warm")}
+    return keep | fresh_attrs(r, rg) | {"promoted_from": src.number}
+
+
+class _RungView:
+    """A study seen through one rung: ``get_trials`` returns only that rung's trials."""
+
+    def __init__(self, study: Any, r: int) -> None:
+        self._study, self._rung = study, r
+
+    def get_trials(self, deepcopy: bool = True, states: Any = None) -> list[FrozenTrial]:
+        return [t for t in self._study.get_trials(deepcopy=deepcopy, states=states) if rung(t) == self._rung]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._study, name)
+
+
+class RungPruner(BasePruner):
+    """Optuna's median pruner, applied within a rung: a trial is compared only with trials trained at its
+    own fidelity.  Each rung warms up for a fifth of its epochs."""
+
+    def __init__(self, epochs: Sequence[int], n_startup_trials: int = 5) -> None:
+        self._inner = [MedianPruner(n_startup_trials=n_startup_trials, n_warmup_steps=max(1, e // 5))
+                       for e in epochs]
+
+    def prune(self, study: Any, trial: FrozenTrial) -> bool:
+        r = min(rung(trial), len(self._inner) - 1)
+        return self._inner[r].prune(_RungView(study, r), trial)  # type: ignore[arg-type]

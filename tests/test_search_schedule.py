@@ -1,0 +1,107 @@
+"""The worker's next step, from the trials and the plan: ask, promote the best of a rung, drop, wait, done;
+and the pruner that compares a trial only with its own rung."""
+
+import datetime as dt
+
+import optuna
+import pytest
+from optuna.trial import TrialState, create_trial
+
+from search.plan import Rung
+from search.progress import eta_seconds
+from search.schedule import RungPruner, decide, promoted_attrs
+
+PLAN = [Rung(6, 300, 1, 2, 6.0), Rung(2, 600, 2, 0, 8.0)]
+OPEN = lambda r: False  # noqa: E731
+
+
+def _t(number, rung=0, state=TrialState.COMPLETE, value=None, params=1000, start=None, **attrs):
+    t = create_trial(state=state, value=value if state == TrialState.COMPLETE else None,
+                     user_attrs={"rung": rung, "params": params} | attrs,
+                     intermediate_values={1: value} if value is not None else {})
+    t.number = number
+    if start is not None:
+        t.datetime_start = start
+    return t
+
+
+def test_rung_0_asks_until_its_count_then_waits_for_running_trials():
+    assert decide(PLAN, [], OPEN).kind == "ask"
+    five = [_t(i, value=0.9) for i in range(5)]
+    assert decide(PLAN, five, OPEN) == decide(PLAN, five, OPEN)
+    assert decide(PLAN, five, OPEN).kind == "ask"
+    running = five + [_t(5, state=TrialState.RUNNING)]
+    assert decide(PLAN, running, OPEN).kind == "wait"
+
+
+def test_the_top_of_a_rung_by_validation_is_promoted_ties_to_fewer_parameters():
+    trials = [_t(0, value=0.90), _t(1, value=0.97, params=3000), _t(2, value=0.97, params=2000),
+              _t(3, value=0.95), _t(4, state=TrialState.PRUNED, value=0.99), _t(5, state=TrialState.FAIL,
+                                                                                fail_reason="nan: x")]
+    d = decide(PLAN, trials, OPEN)
+    assert d.kind == "promote" and d.rung == 1 and [t.number for t in d.trials] == [2, 1]
+    a = promoted_attrs(d.trials[0], 1, PLAN[1])
+    assert a == {"rung": 1, "train_limit": 600, "epochs": 2, "promoted_from": 2}
+
+
+def test_promoted_trials_are_asked_for_then_the_study_is_done():
+    trials = [_t(i, value=0.9 + i / 100) for i in range(6)]
+    waiting = trials + [_t(6, rung=1, state=TrialState.WAITING, promoted_from=5),
+                        _t(7, rung=1, state=TrialState.WAITING, promoted_from=4)]
+    assert decide(PLAN, waiting, OPEN).kind == "ask"
+    done = trials + [_t(6, rung=1, value=0.99, promoted_from=5), _t(7, rung=1, value=0.98, promoted_from=4)]
+    assert decide(PLAN, done, OPEN).kind == "done"
+
+
+def test_a_redone_trial_does_not_count_and_its_copy_is_asked_for():
+    trials = [_t(i, value=0.9) for i in range(5)] + [_t(5, state=TrialState.FAIL, fail_reason="interrupted")]
+    assert decide(PLAN, trials, OPEN).kind == "ask"
+
+
+def test_a_rung_whose_time_is_up_drops_its_queue_waits_for_its_running_trials_and_promotes():
+    trials = [_t(0, value=0.9), _t(1, value=0.8), _t(2, state=TrialState.RUNNING), _t(3, state=TrialState.WAITING)]
+    closed = lambda r: r == 0  # noqa: E731
+    d = decide(PLAN, trials, closed)
+    assert d.kind == "drop" and [t.number for t in d.trials] == [3]
+    trials[3] = _t(3, state=TrialState.FAIL, fail_reason="surplus: rung 0 closed")
+    assert decide(PLAN, trials, closed).kind == "wait"
+    trials[2] = _t(2, value=0.95)
+    d = decide(PLAN, trials, closed)
+    assert d.kind == "promote" and [t.number for t in d.trials] == [2, 0]
+
+
+def test_a_rung_with_nothing_completed_ends_the_study():
+    trials = [_t(i, state=TrialState.PRUNED, value=0.5) for i in range(6)]
+    assert decide(PLAN, trials, OPEN).kind == "done"
+
+
+def test_the_last_rung_never_closes():
+    trials = [_t(i, value=0.9) for i in range(6)] + [_t(6, rung=1, state=TrialState.WAITING, promoted_from=5)]
+    assert decide(PLAN, trials, lambda r: True).kind == "ask"
+
+
+def test_the_pruner_compares_a_trial_with_its_own_rung_only():
+    study = optuna.create_study(direction="maximize", pruner=RungPruner([2, 2], n_startup_trials=2))
+    for v in (0.5, 0.6):  # rung 0: weak
+        study.add_trial(create_trial(value=v, intermediate_values={1: v, 2: v}, user_attrs={"rung": 0}))
+    for v in (0.97, 0.98):  # rung 1: strong
+        study.add_trial(create_trial(value=v, intermediate_values={1: v, 2: v}, user_attrs={"rung": 1}))
+    low = study.ask()
+    low.set_user_attr("rung", 0)
+    low.report(0.7, 1)
+    assert not low.should_prune()       # above rung 0's median, though far below rung 1's
+    high = study.ask()
+    high.set_user_attr("rung", 1)
+    high.report(0.9, 1)
+    assert high.should_prune()          # below rung 1's median
+
+
+def test_the_eta_is_the_work_left_at_the_pace_of_this_run():
+    t0 = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+    started = t0.timestamp()
+    # rung 0: 6 trials x 1 epoch planned at 1 s each; 3 done in this run, in 30 s: ten times slower than planned
+    trials = [_t(i, value=0.9, start=t0 + dt.timedelta(seconds=1)) for i in range(3)]
+    eta = eta_seconds(PLAN, trials, started, started + 30)
+    left = 3 * 1 + 2 * 2 * 2  # 3 rung-0 epochs + 2 rung-1 trials x 2 epochs x 2 s
+    assert eta == pytest.approx(left * 10)
+    assert eta_seconds(PLAN, [], started, started + 5) is None
