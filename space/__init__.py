@@ -1,12 +1,13 @@
 """The layer-spec: networks and recipes as validated data, their analysis, and the builder.
 
 ``from space import build, load, analyze, Conv, ...`` gives the functions and classes.
-``python -m space.describe FILE`` prints a spec's per-layer table.  torch is imported
-only when a network is built.
+``describe(spec)`` gives the per-layer table that ``python -m space.describe FILE`` prints.
+torch is imported only when a network is built.
 """
 
 from space.analysis import Analysis, LayerInfo, Shape, analyze, count_params, format_table
 from space.build import build  # after the submodule import, so the name is the function
+from space.describe import describe  # likewise: the function, not the package
 from space.io import dump, dumps, load, loads, write_atomic
 from space.layers import KINDS, Layer, register
 from space.spec import (
@@ -34,7 +35,7 @@ from space.spec import (
 )
 
 __all__ = [
-    "Analysis", "LayerInfo", "Shape", "analyze", "count_params", "format_table", "build",
+    "Analysis", "LayerInfo", "Shape", "analyze", "count_params", "format_table", "build", "describe",
     "dump", "dumps", "load", "loads", "write_atomic",
     "KINDS", "LAYER_KINDS", "Layer", "register",
     "GAP", "Act", "BatchNorm", "Conv", "Dropout", "Dropout2d", "Flatten", "Linear", "MaxPool", "Residual", "SepConv",

@@ -86,3 +86,35 @@ def test_describe_as_subprocess_exits_2_with_one_stderr_line(tmp_path: Path) -> 
     assert proc.returncode == 2
     assert proc.stdout == ""
     assert proc.stderr.splitlines() == [f"error: {bad}: layers[0]: out must be >= 1, got 0"]
+
+
+def test_from_space_import_describe_gives_the_function_even_after_the_package_is_imported() -> None:
+    import space
+    import space.describe  # noqa: F401  (the package: space.describe must stay the function)
+    from space import describe
+
+    assert callable(describe) and describe is space.describe and "describe" in space.__all__
+    assert describe is sys.modules["space.describe"].describe
+
+
+def test_describe_gives_the_text_the_command_prints_for_one_spec(capsys: pytest.CaptureFixture[str]) -> None:
+    from space import describe
+
+    path = ZOO_FILES[0]
+    assert main([str(path)]) == 0
+    printed = capsys.readouterr().out
+    assert describe(load(path), str(path)) + "\n" == printed
+    assert describe(str(path)) + "\n" == printed  # a path is loaded, and heads the text
+    assert describe(load(path)).splitlines()[0] == f"== {path.stem}"
+    assert describe(load(path)).splitlines()[1:] == printed.splitlines()[1:]
+
+
+def test_describe_command_prints_every_zoo_table_with_no_warning() -> None:
+    from space import describe
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    files = [str(p.relative_to(ROOT)) for p in ZOO_FILES]
+    proc = subprocess.run([sys.executable, "-W", "error", "-m", "space.describe", *files], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert (proc.returncode, proc.stderr) == (0, "")
+    assert proc.stdout == "\n\n".join(describe(f) for f in files) + "\n"

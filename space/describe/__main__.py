@@ -1,0 +1,7 @@
+"""``python -m space.describe FILE [FILE...]``."""
+
+import sys
+
+from space.describe import main
+
+sys.exit(main())
