@@ -5,7 +5,11 @@
     torch.manual_seed(spec.recipe.seed)
     result = fit(build(spec), data, spec.recipe, dev, report=lambda epoch, m: ...)
 
-It knows nothing of Optuna (``report`` is a plain callback).
+It knows nothing of Optuna (``report`` is a plain callback).  Forward passes run
+under bf16 autocast on CUDA and on a CPU whose oneDNN runs bf16 natively, in
+fp32 elsewhere (``fit(precision="fp32" | "bf16")`` to choose; the choice is
+``FitResult.precision``).  On an AVX512-BF16 CPU with channels_last a training
+step of the seed network took 26 ms in bf16 against 42 ms in fp32.
 
 On a shared machine, where another process keeps a core busy, PyTorch's
 OpenMP threads spin at every barrier waiting for the descheduled one: a
@@ -19,9 +23,9 @@ when contended but 80 ms instead of 53 ms when idle.
 
 from trainer.augment import augment
 from trainer.data import DataError, Split, Splits, load_splits, load_test, load_train, split
-from trainer.loop import METRICS, Evaluation, FitResult, evaluate, fit, resolve_device
+from trainer.loop import METRICS, PRECISIONS, Evaluation, FitResult, evaluate, fit, resolve_device, resolve_precision
 
 __all__ = [
     "augment", "DataError", "Split", "Splits", "load_splits", "load_test", "load_train", "split",
-    "METRICS", "Evaluation", "FitResult", "evaluate", "fit", "resolve_device",
+    "METRICS", "PRECISIONS", "Evaluation", "FitResult", "evaluate", "fit", "resolve_device", "resolve_precision",
 ]
