@@ -113,3 +113,14 @@ def test_an_unknown_precision_is_a_value_error_naming_it(data, bad):
         _fit(Splits(data.train.head(64), data.val.head(10)), precision=bad)
     with pytest.raises(ValueError, match=f"got '{bad}'"):
         evaluate(build(SPEC), data.val, "cpu", precision=bad)
+
+
+def test_a_run_resumes_only_in_the_precision_it_was_checkpointed_in(data, tmp_path):
+    small = Splits(data.train.head(256), data.val.head(100))
+    r = dataclasses.replace(SPEC.recipe, epochs=2)
+    ckpt = tmp_path / "run.pt"
+    _fit(small, r, epochs=2, checkpoint=ckpt, precision="bf16")
+    assert torch.load(ckpt, weights_only=True)["precision"] == "bf16"
+    with pytest.raises(ValueError, match="made in bf16, not fp32"):
+        _fit(small, r, resume=ckpt, precision="fp32")
+    assert _fit(small, r, resume=ckpt, precision="bf16").ok

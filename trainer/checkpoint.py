@@ -1,8 +1,8 @@
 """Checkpoints of a run between epochs: enough to go on and get the result of an uninterrupted run.
 
 A checkpoint holds the model, the optimizer and scheduler states, every random
-state the run draws from and the metrics so far, with the recipe and epoch
-count it was made for; it is written atomically (a temporary file, then a
+state the run draws from and the metrics so far, with the recipe, epoch count
+and precision it was made for; it is written atomically (a temporary file, then a
 rename) and read with ``weights_only=True`` (no code runs on loading).
 """
 
@@ -44,14 +44,14 @@ def _recipe_key(r: Recipe) -> dict[str, Any]:
 
 
 def save(path: Path, *, epoch: int, epochs: int, recipe: Recipe, model: nn.Module, opt: torch.optim.Optimizer,
-         sched: Scheduler | None, gen: torch.Generator, device: torch.device,
+         sched: Scheduler | None, gen: torch.Generator, device: torch.device, precision: str,
          history: list[dict[str, float]]) -> None:
     """Write the run's state after ``epoch`` of ``epochs`` to ``path``, atomically."""
     state = {
         "format": FORMAT, "epoch": epoch, "epochs": epochs, "recipe": _recipe_key(recipe),
         "model": model.state_dict(), "optimizer": opt.state_dict(),
         "scheduler": sched.state_dict() if sched is not None else {},
-        "rng": _rng_state(gen, device), "history": history,
+        "rng": _rng_state(gen, device), "history": history, "precision": precision,
     }
     tmp = path.with_name(f".{path.name}.tmp")
     torch.save(state, tmp)
@@ -59,17 +59,21 @@ def save(path: Path, *, epoch: int, epochs: int, recipe: Recipe, model: nn.Modul
 
 
 def restore(path: str | os.PathLike[str], *, epochs: int, recipe: Recipe, model: nn.Module,
-            opt: torch.optim.Optimizer, sched: Scheduler | None, gen: torch.Generator,
-            device: torch.device) -> tuple[list[dict[str, float]], int]:
+            opt: torch.optim.Optimizer, sched: Scheduler | None, gen: torch.Generator, device: torch.device,
+            precision: str) -> tuple[list[dict[str, float]], int]:
     """Load ``path`` into the model, optimizer, scheduler and random states: (the metrics so far, the next epoch).
 
-    A file that is not such a checkpoint, or one made for another recipe or epoch count, is a ValueError.
+    A file that is not such a checkpoint, or one made for another recipe, epoch count or precision, is a
+    ValueError (a checkpoint from before precisions were recorded is taken as it is).
     """
     state = torch.load(path, map_location="cpu", weights_only=True)  # RNG states must stay on the CPU
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise ValueError(f"{path}: not a checkpoint of this trainer")
     if state["recipe"] != _recipe_key(recipe) or state["epochs"] != epochs:
         raise ValueError(f"{path}: the checkpoint was made with another recipe or epoch count")
+    if state.get("precision", precision) != precision:
+        raise ValueError(f"{path}: the checkpoint was made in {state['precision']}, not {precision}: "
+                         f"resume with precision={state['precision']!r}")
     model.load_state_dict(state["model"])
     opt.load_state_dict(state["optimizer"])
     if sched is not None:

@@ -247,7 +247,7 @@ def fit(model: nn.Module, data: Splits | Split, recipe: Recipe, device: str | to
     start = 1
     if resume is not None:
         history, start = ckpt_io.restore(resume, epochs=total, recipe=recipe, model=model, opt=opt, sched=sched,
-                                         gen=gen, device=dev)
+                                         gen=gen, device=dev, precision=prec)
     ckpt = Path(checkpoint) if checkpoint is not None else None
 
     capture = dev.type == "cuda" and (graphs is None or graphs)
@@ -289,7 +289,7 @@ def fit(model: nn.Module, data: Splits | Split, recipe: Recipe, device: str | to
             history.append(metrics)
             if ckpt is not None:
                 ckpt_io.save(ckpt, epoch=epoch, epochs=total, recipe=recipe, model=model, opt=opt, sched=sched,
-                             gen=gen, device=dev, history=history)
+                             gen=gen, device=dev, precision=prec, history=history)
             if report is not None:
                 report(epoch, dict(metrics))
     except torch.OutOfMemoryError as e:
