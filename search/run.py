@@ -100,6 +100,7 @@ class Outcome:
     best: Any            # the best FrozenTrial, or None
     out: Path | None     # the export written
     complete: bool       # the study reached its plan
+    fatal: bool = False  # a worker stopped on a one-line error
 
 
 def _legacy(args: argparse.Namespace) -> bool:
@@ -337,16 +338,17 @@ def _search(args: argparse.Namespace, argv: list[str], budget: int, name: str, s
 
     out, adir = _paths(args, name)
     study = _make_study(args, storage, name, budget, create=not args.worker)
-    splits = data.get(int(study.user_attrs.get("seed", args.seed)))  # every worker of a study: one split
     started = time.time()
-    if args.worker:
-        plan, rungs, made = None, _stored_rungs(study) or _plan(args, study, budget, space, splits, device, 1)[1], False
-    else:
+    if not args.worker:
         already = len(counted_finished(study.get_trials(deepcopy=False)))
         print(f"study {name!r} in {mask_url(args.storage)}: budget {budget:,} params"
               + (f", {args.trials or DEFAULT_TRIALS} trials, {args.epochs or DEFAULT_EPOCHS} epochs each"
                  if _legacy(args) else "")
               + (f", resuming with {already} finished" if already else ""), flush=True)
+    splits = data.get(int(study.user_attrs.get("seed", args.seed)))  # every worker of a study: one split
+    if args.worker:
+        plan, rungs, made = None, _stored_rungs(study) or _plan(args, study, budget, space, splits, device, 1)[1], False
+    else:
         if not _legacy(args) and not _stored_rungs(study):
             print(f"measuring this device's speed on networks of the budget ({device.type}) ...", flush=True)
         plan, rungs, made = _plan(args, study, budget, space, splits, device, seconds)
@@ -379,6 +381,8 @@ def _search(args: argparse.Namespace, argv: list[str], budget: int, name: str, s
         if closes:
             cmd += ["--closes", ",".join(f"{c:.3f}" for c in closes)]
         died = spawn_workers(cmd, args.jobs, study, printer, work)
+        if died < 0:  # a worker stopped on an error it printed (a full disk, the database gone): so do we
+            return Outcome(budget, name, None, None, False, fatal=True)
     else:
         stop = threading.Event()
         if args.worker:
@@ -532,8 +536,10 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
     t0, data = time.time(), _Data(args, device)
     outcomes: list[Outcome] = []
     for i, (b, name) in enumerate(zip(args.budget, names)):
-        left = max(60.0, total - (time.time() - t0)) / (len(names) - i)  # an equal share of the time left
+        left = max(total - (time.time() - t0), 0.25 * total / len(names)) / (len(names) - i)  # a share of what is left
         outcomes.append(_search(args, argv, b, name, storage, space, data, device, left, outcomes))
+        if outcomes[-1].fatal:
+            return 2
         if several and not args.worker:
             print(flush=True)
     if several and not args.worker:
@@ -571,4 +577,7 @@ def _mask(argv: list[str]) -> list[str]:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # until main's handler is in place, and once it is gone: a late
+    sys.exit(main())                               # Ctrl-C must not interrupt the interpreter's exit

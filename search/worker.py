@@ -245,34 +245,45 @@ def spawn_workers(cmd: Sequence[str], jobs: int, study: Any, printer: Callable[[
     """``--jobs N``: N worker processes on the same study; this process prints their progress.
 
     A worker that dies is reported in one line and replaced while the plan still needs trials (its
-    trial is failed as stale and redone by the next claim).  Returns how many workers died.
+    trial is failed as stale and redone by the next claim).  Returns how many workers died, or -1 when
+    a worker stopped on a one-line error of its own (exit status 2: a full disk, the database gone):
+    then the others are stopped too.
     """
     env = dict(os.environ)
     if "CNNSEARCH_THREADS" not in env:  # share the cores: busy-waiting OpenMP threads of N workers thrash
         env["CNNSEARCH_THREADS"] = str(max(1, (os.cpu_count() or 1) // jobs))
-    procs = [subprocess.Popen(list(cmd), env=env) for _ in range(jobs)]
+    procs: list[Any] = [subprocess.Popen(list(cmd), env=env) for _ in range(jobs)]
     died = 0
     try:
-        while any(p.poll() is None for p in procs):
-            time.sleep(1.0)
-            printer(study)
+        while True:
+            running = any(p.poll() is None for p in procs)  # poll before looking at the exit codes: none is missed
             for i, p in enumerate(procs):
                 if p.returncode in (None, 0):
                     continue
+                if p.returncode == 2:
+                    _stop(procs)
+                    return -1
                 died += 1
                 more = decide(work.rungs, study.get_trials(deepcopy=False), work.closed).kind != "done"
                 print(f"worker {i + 1} (pid {p.pid}) died ({_exit_text(p.returncode)}); its trial is redone"
                       + ("; starting another worker" if more else ""), file=sys.stderr, flush=True)
                 procs[i] = subprocess.Popen(list(cmd), env=env) if more else _Done()
+                running = running or more
+            printer(study)
+            if not running:
+                return died
+            time.sleep(1.0)
     except KeyboardInterrupt:
-        for p in procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGINT)
-        for p in procs:
-            p.wait()
+        _stop(procs)
         raise
-    printer(study)
-    return died
+
+
+def _stop(procs: Sequence[Any]) -> None:
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGINT)
+    for p in procs:
+        p.wait()
 
 
 class _Done:
