@@ -57,7 +57,8 @@ from space.spec import NetSpec
 
 __all__ = ["NotExpressible", "Imported", "Check", "from_module", "copy_weights", "compare", "load_class", "main"]
 
-TOL = 1e-5
+TOL = 1e-5  # the largest output difference the check accepts
+BATCH = 8   # images in the check's batch
 
 
 class NotExpressible(ValueError):
@@ -143,7 +144,8 @@ _FUNCTIONS: dict[Any, _Sig] = {
                        {"stride": (), "padding": 0, "dilation": 1, "ceil_mode": False}),
     F.avg_pool2d: ("avgpool",
                    ("kernel_size", "stride", "padding", "ceil_mode", "count_include_pad", "divisor_override"),
-                   {"stride": None, "padding": 0, "ceil_mode": False, "count_include_pad": True, "divisor_override": None}),
+                   {"stride": None, "padding": 0, "ceil_mode": False, "count_include_pad": True,
+                    "divisor_override": None}),
     F.adaptive_avg_pool2d: ("adaptive", ("output_size",), {}),
     torch.mean: ("mean", ("dim", "keepdim", "dtype"), {"keepdim": False, "dtype": None}),
     F.dropout: ("dropout", ("p", "training", "inplace"), {"p": 0.5, "training": True, **_INPLACE}),
@@ -660,7 +662,7 @@ def _dropouts(m: nn.Module) -> list[nn.Module]:
     return [d for d in m.modules() if isinstance(d, (nn.Dropout, nn.Dropout2d))]
 
 
-def compare(model: nn.Module, imported: Imported, net: nn.Module, batch: int = 8, seed: int = 0) -> list[Check]:
+def compare(model: nn.Module, imported: Imported, net: nn.Module, batch: int = BATCH, seed: int = 0) -> list[Check]:
     """The model and the built spec (weights copied) on one random batch: their largest output difference.
 
     * eval mode (running statistics, no dropout);
@@ -687,8 +689,8 @@ def compare(model: nn.Module, imported: Imported, net: nn.Module, batch: int = 8
     def diff(a: torch.Tensor, b: torch.Tensor) -> float:
         return float((a - b).abs().max())
 
-    checks = [Check("eval mode", diff(run(model, False), run(net, False, final)))]
-    train = Check(f"train mode, seed {seed} (batch statistics, dropout masks drawn in the same order)",
+    checks = [Check("eval mode (running statistics, no dropout)", diff(run(model, False), run(net, False, final)))]
+    train = Check(f"train mode, seed {seed} (batch statistics; dropout masks drawn alike, in the same order)",
                   diff(run(model, True), run(net, True, final)))
     checks.append(train)
     if not train.ok and _dropouts(net):
@@ -704,7 +706,7 @@ def compare(model: nn.Module, imported: Imported, net: nn.Module, batch: int = 8
         for d, _ in ps:
             d.p = 0.0
         try:
-            checks.append(Check("train mode with dropout off (p = 0), batch statistics",
+            checks.append(Check("train mode, dropout off (p = 0; batch statistics)",
                                 diff(run(gm, True), run(net, True, final))))
         finally:
             for d, p in ps:
@@ -735,6 +737,9 @@ def load_class(target: str) -> type[nn.Module]:
             sys.path.insert(0, str(path.resolve().parent))
             try:
                 spec.loader.exec_module(mod)
+            except BaseException:
+                del sys.modules[key]
+                raise
             finally:
                 sys.path.remove(str(path.resolve().parent))
         else:
@@ -818,7 +823,10 @@ def _run(argv: Sequence[str] | None) -> int:
         print(f"note: {name} ({type(model.get_submodule(name)).__name__}) is never called; left out",
               file=sys.stderr)
     if imported.final:
-        print(f"dropped the final {imported.final} (the trainer's loss takes logits)")
+        print(f"dropped the final {imported.final} (the trainer's loss takes logits; the check applies it to the "
+              "spec's outputs)")
+    print(f"checked against {cls.__name__} on {BATCH} random {'x'.join(map(str, spec.input))} images, its weights and "
+          "batch-norm statistics copied:")
     for c in checks:
         print(f"check: {c.what}: max |difference| {c.diff:.2e} ({'ok' if c.ok else f'more than {TOL:g}'})")
     print(f"wrote {out}")

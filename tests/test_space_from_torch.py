@@ -267,7 +267,7 @@ def test_train_mode_falls_back_to_dropout_off_when_masks_are_drawn_differently()
     assert [c.what.split(" (")[0] for c in checks] == ["eval mode", "train mode, seed 0"] and all(c.ok for c in checks)
     net.layers[1].p = 0.4  # the built net's masks now differ from the model's: compared again with dropout off
     checks = compare(model, imported, net)
-    assert [c.what.split(",")[0] for c in checks] == ["eval mode", "train mode", "train mode with dropout off (p = 0)"]
+    assert [c.what.split(" (")[0] for c in checks] == ["eval mode", "train mode, seed 0", "train mode, dropout off"]
     assert checks[0].ok and not checks[1].ok and checks[2].ok
     assert net.layers[1].p == 0.4  # put back
 
@@ -288,9 +288,11 @@ def test_command_writes_the_spec_and_prints_the_checks_and_table(tmp_path: Path,
     assert spec.name == "imported" and spec.layers == (Conv(12, 3, 2), GAP(), Linear(10))
     assert spec.info["provenance"] == {"from_torch": f"{src}:Pooled", "kwargs": {"gap": "mean", "flat": "none"}}
     lines = stdout.splitlines()
-    assert [line.split(":")[0] for line in lines[:2]] == ["check", "check"]
-    assert all(line.endswith("(ok)") for line in lines[:2])
-    assert lines[2] == f"wrote {out}" and lines[-1] == "params: 250"
+    assert lines[0] == ("checked against Pooled on 8 random 1x28x28 images, its weights and batch-norm statistics "
+                        "copied:")
+    assert [line.split(" (")[0] for line in lines[1:3]] == ["check: eval mode", "check: train mode, seed 0"]
+    assert all(line.endswith("(ok)") for line in lines[1:3])
+    assert lines[3] == f"wrote {out}" and lines[-1] == "params: 250"
 
 
 _MODELS_SRC = textwrap.dedent('''
@@ -472,3 +474,17 @@ def test_bad_input_is_one_line_and_exit_2(case: str, tmp_path: Path, capsys: pyt
     argv = [fill(a) for a in args] + ["--out", str(tmp_path / "out.yaml")]
     err = _one_line_exit_2(capsys, main(argv), tmp_path, before)
     assert err.startswith(fill(want))
+
+
+def test_command_in_a_real_process_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    src = tmp_path / "models.py"
+    src.write_text(_MODELS_SRC)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    argv = [sys.executable, "-m", "space.from_torch", f"{src}:AvgPool", "--out", str(tmp_path / "o.yaml")]
+    proc = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert (proc.returncode, proc.stdout, proc.stderr) == (2, "", UNSUPPORTED["AvgPool"] + "\n")
+    assert not (tmp_path / "o.yaml").exists()
