@@ -26,6 +26,7 @@ import json
 import math
 import operator
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -503,7 +504,7 @@ class _Reader:
     def softmax(self, node: fx.Node, kind: str, dim: Any, dtype: Any, x: tuple[int, ...], last: bool) -> Layer | None:
         if not last:
             raise NotExpressible(node, f"{kind} inside the network; only a final one is dropped")
-        if len(x) != 2 or dim not in (1, -1) or dtype is not None:
+        if len(x) != 2 or dim not in (1, -1, None) or dtype is not None:  # None: torch's choice, 1 on 2-d
             raise NotExpressible(node, f"{kind} over dimension {dim!r} of a {len(x)}-d output")
         self.final = kind
         return None
@@ -800,18 +801,20 @@ def _run(argv: Sequence[str] | None) -> int:
         first = (str(e).strip().splitlines() or [""])[0]
         raise UsageError(f"cannot make {cls.__name__}(**{kwargs!r}): {type(e).__name__}: {first}") from None
     model = model.float()
-    try:
-        imported = from_module(model, a.input, a.name or out.stem)
-    except NotExpressible as e:
-        raise UsageError(str(e)) from None
-    spec = imported.spec
-    torch.manual_seed(a.seed)
-    net = build(spec)
-    copy_weights(imported, net)
-    mine = sum(t.numel() for m in imported.sources for t in m.parameters())
-    if count_params(spec) != mine or sum(t.numel() for t in net.parameters()) != mine:
-        raise UsageError(f"the spec counts {count_params(spec)} parameters, the model's layers have {mine}")
-    checks = compare(model, imported, net, seed=a.seed)
+    with warnings.catch_warnings():  # the model's own (deprecation) warnings would break the one-line contract
+        warnings.simplefilter("ignore")
+        try:
+            imported = from_module(model, a.input, a.name or out.stem)
+        except NotExpressible as e:
+            raise UsageError(str(e)) from None
+        spec = imported.spec
+        torch.manual_seed(a.seed)
+        net = build(spec)
+        copy_weights(imported, net)
+        mine = sum(t.numel() for m in imported.sources for t in m.parameters())
+        if count_params(spec) != mine or sum(t.numel() for t in net.parameters()) != mine:
+            raise UsageError(f"the spec counts {count_params(spec)} parameters, the model's layers have {mine}")
+        checks = compare(model, imported, net, seed=a.seed)
     bad = [c for c in checks[:1] + checks[-1:] if not c.ok]
     if bad:
         raise UsageError(f"the spec's outputs differ from {cls.__name__}'s by {bad[0].diff:.3g} in {bad[0].what} "

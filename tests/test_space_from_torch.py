@@ -180,7 +180,31 @@ RESIDUALS_LAYERS = (
     GAP(), Linear(10),
 )
 
-MODELS = {"modules": (Modules, MODULES_LAYERS), "functions": (Functions, FUNCTIONS_LAYERS),
+class Classic(nn.Module):
+    """The old PyTorch MNIST example, ``view(-1, 320)`` and an implicit ``log_softmax`` dimension included."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 10, kernel_size=5)
+        self.conv2 = nn.Conv2d(10, 20, kernel_size=5)
+        self.conv2_drop = nn.Dropout2d()
+        self.fc1 = nn.Linear(320, 50)
+        self.fc2 = nn.Linear(50, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.relu(F.max_pool2d(self.conv1(x), 2))
+        x = F.relu(F.max_pool2d(self.conv2_drop(self.conv2(x)), 2))
+        x = F.relu(self.fc1(x.view(-1, 320)))
+        x = F.dropout(x, training=self.training)
+        return F.log_softmax(self.fc2(x))  # type: ignore[call-arg]
+
+
+CLASSIC_LAYERS = (
+    Conv(10, 5), MaxPool(2), Act("relu"), Conv(20, 5), Dropout2d(0.5), MaxPool(2), Act("relu"), Flatten(),
+    Linear(50), Act("relu"), Dropout(0.5), Linear(10),
+)
+
+MODELS = {"modules": (Modules, MODULES_LAYERS), "classic": (Classic, CLASSIC_LAYERS), "functions": (Functions, FUNCTIONS_LAYERS),
           "residuals": (Residuals, RESIDUALS_LAYERS)}
 
 
@@ -206,6 +230,7 @@ def test_reference_net_comes_out_as_the_zoo_seed000_spec() -> None:
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))
+@pytest.mark.filterwarnings("ignore:Implicit dimension choice")
 def test_hand_written_model_gives_its_layers_and_its_outputs(name: str) -> None:
     cls, want = MODELS[name]
     torch.manual_seed(0)
