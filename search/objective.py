@@ -169,10 +169,11 @@ def _drop(path: Path | None) -> None:
         path.unlink(missing_ok=True)
 
 
-def measure_rates(specs: list[NetSpec], data: Any, device: torch.device, *, batches: int = 4,
+def measure_rates(specs: list[NetSpec], data: Any, device: torch.device, *, batches: int = 10, skip: int = 3,
                   precision: str | None = None) -> tuple[float, float]:
     """Training and evaluation images per second on ``device``, the median over ``specs`` (networks of the
-    budget), each trained for one short epoch of ``batches`` batches after one of warm-up."""
+    budget): each trains for ``batches`` batches, timed after the first ``skip`` (kernel creation, caches),
+    then evaluates 2,000 validation images."""
     import statistics
 
     from trainer.loop import evaluate, fit
@@ -180,14 +181,15 @@ def measure_rates(specs: list[NetSpec], data: Any, device: torch.device, *, batc
     train_rates, eval_rates = [], []
     kw = {"precision": precision} if precision else {}
     for spec in specs:
-        n = min(len(data.train), spec.recipe.batch_size * batches)
-        sub = data.train.head(n)
+        bs = spec.recipe.batch_size
+        sub = data.train.head(min(len(data.train), bs * batches))
+        stamps: list[float] = []
         torch.manual_seed(0)
         model = build(spec)
-        r = fit(model, sub, spec.recipe, device, epochs=1, **kw)  # warm-up: kernels, allocator
-        r = fit(model, sub, spec.recipe, device, epochs=1, **kw)
-        if r.status == "ok" and r.final:
-            train_rates.append(float(r.final["images_per_second"]))
+        r = fit(model, sub, spec.recipe, device, epochs=1, progress=lambda i, n: stamps.append(time.perf_counter()),
+                **kw)
+        if r.status == "ok" and len(stamps) > skip + 1:
+            train_rates.append(bs * (len(stamps) - 1 - skip) / max(stamps[-1] - stamps[skip], 1e-6))
         held = data.val.head(min(len(data.val), 2000))
         t0 = time.perf_counter()
         evaluate(model, held, device, **kw)

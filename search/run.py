@@ -338,7 +338,6 @@ def _search(args: argparse.Namespace, argv: list[str], budget: int, name: str, s
 
     out, adir = _paths(args, name)
     study = _make_study(args, storage, name, budget, create=not args.worker)
-    started = time.time()
     if not args.worker:
         already = len(counted_finished(study.get_trials(deepcopy=False)))
         print(f"study {name!r} in {mask_url(args.storage)}: budget {budget:,} params"
@@ -362,6 +361,7 @@ def _search(args: argparse.Namespace, argv: list[str], budget: int, name: str, s
         warm = _warm_start(study, rungs[0], others, k=max(1, rungs[0].trials // 3))
         if warm:
             print(f"warm start from the other budgets: {', '.join(warm)}", flush=True)
+    started = time.time()  # the plan's clock starts once it is made
     closes = None
     if args.closes:
         closes = [float(c) for c in args.closes.split(",")]
