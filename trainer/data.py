@@ -1,23 +1,20 @@
-"""MNIST and Fashion-MNIST as uint8 tensors: read once, verified, split, held on the training device.
+"""Datasets as uint8 tensors: read once, verified, split, held on the training device.
 
-Files are the four IDX files torchvision uses, gzipped or not, found under a
-data directory in torchvision's layout (``DIR/MNIST/raw/<file>``,
-``DIR/FashionMNIST/raw/<file>``) or directly in ``DIR``.  The directory is, in
-order of precedence: the ``data_dir`` argument (``--data-dir``), the
+The kinds (``mnist``, ``fashion``, ``idx``, ``folder``) and how each is found
+and checked are in :mod:`trainer.datasets`.  The data directory is, in order
+of precedence: the ``data_dir`` argument (``--data-dir``), the
 ``CNNSEARCH_DATA`` environment variable, the project's own ``data/``.  The
-first one given is the only one looked in: a missing or damaged file there is
-a :class:`DataError`, never a silent fall-back to other data.  Only
+first one given is the only one looked in (only ``fashion`` falls back to
+Debian's copy when it holds none of its files): a missing or damaged file
+there is a :class:`DataError`, never a silent fall-back to other data.  Only
 ``download=True`` fetches missing files (through torchvision); tests never do.
 
-Checks, on first read in a process (the decoded tensors are then cached by
-path, size and modification time, so later loads cost nothing):
-
-* MNIST: the MD5 of each uncompressed file against the published sums.
-* Fashion-MNIST: the MD5 of each ``.gz`` file against the sums torchvision
-  records (the sums of the uncompressed files are not published); an
-  uncompressed Fashion-MNIST file gets the header and size checks only.
-* Every file: the IDX header (magic number, count, 28 x 28) and the exact size,
-  and labels in 0..9.
+Every split carries the per-channel mean and standard deviation of its
+dataset's training images (all of them, validation included; rounded to four
+decimals, which gives MNIST's published 0.1307 and 0.3081), and
+:func:`dataset_info` says what the data are: name, input shape, classes,
+those statistics and the SHA-256 of the decoded training images and labels,
+the hash recorded in studies, exported specs and result files.
 
 The search path never opens the test files: :func:`load_splits` reads them only
 when ``test=True``, and :func:`load_test` is the one other way in.
@@ -25,61 +22,25 @@ when ``test=True``, and :func:`load_test` is the one other way in.
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import os
-import struct
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
+from trainer.datasets import ENV_VAR, FILES, KINDS, DataError, get_kind
+
 __all__ = [
-    "DataError", "Split", "Splits", "DATASETS", "FILES", "MEAN", "STD", "ENV_VAR",
-    "resolve_data_dir", "load_train", "load_test", "split_indices", "split", "load_splits",
+    "DataError", "Split", "Splits", "DATASETS", "FILES", "MEAN", "STD", "ENV_VAR", "Info",
+    "resolve_data_dir", "load_train", "load_test", "split_indices", "split", "load_splits", "dataset_info",
+    "dataset_shape", "check_dataset",
 ]
 
-MEAN, STD = 0.1307, 0.3081  # MNIST training-set pixel statistics, on the 0..1 scale
-ENV_VAR = "CNNSEARCH_DATA"
+MEAN, STD = 0.1307, 0.3081  # MNIST training-set pixel statistics, on the 0..1 scale (a bare Split's default)
 PROJECT_DATA = Path(__file__).resolve().parent.parent / "data"
-
-
-class DataError(Exception):
-    """A data file is missing, truncated or corrupt; the message is one line naming the file and the fix."""
-
-
-@dataclass(frozen=True)
-class _Dataset:
-    folder: str                    # torchvision's folder name under the data dir
-    md5: dict[str, str]            # uncompressed file -> MD5 of its contents
-    gz_md5: dict[str, str]         # file.gz -> MD5 of the archive
-
-
-FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
-
-DATASETS: dict[str, _Dataset] = {
-    "mnist": _Dataset(
-        folder="MNIST",
-        md5={
-            "train-images-idx3-ubyte": "6bbc9ace898e44ae57da46a324031adb",
-            "train-labels-idx1-ubyte": "a25bea736e30d166cdddb491f175f624",
-            "t10k-images-idx3-ubyte": "2646ac647ad5339dbf082846283269ea",
-            "t10k-labels-idx1-ubyte": "27ae3e4e09519cfbb04c329615203637",
-        },
-        gz_md5={},  # the content sums above cover every copy, recompressed ones too
-    ),
-    "fashion": _Dataset(
-        folder="FashionMNIST",
-        md5={},
-        gz_md5={  # torchvision.datasets.FashionMNIST.resources
-            "train-images-idx3-ubyte.gz": "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
-            "train-labels-idx1-ubyte.gz": "25c81989df183df01b3e8a0aad5dffbe",
-            "t10k-images-idx3-ubyte.gz": "bef4ecab320f06d8554ea6380940ec79",
-            "t10k-labels-idx1-ubyte.gz": "bb300cfdad3c16e7a12a480ee83cd310",
-        },
-    ),
-}
+DATASETS = KINDS  # name -> kind (trainer.datasets)
 
 
 # ---------------------------------------------------------------- splits
@@ -87,10 +48,16 @@ DATASETS: dict[str, _Dataset] = {
 
 @dataclass(frozen=True)
 class Split:
-    """Images and labels: ``x`` uint8 (N, 1, 28, 28), ``y`` int64 (N,), on one device."""
+    """Images and labels: ``x`` uint8 (N, C, H, W), ``y`` int64 (N,), on one device.
+
+    ``mean`` / ``std``: per-channel (or one for all channels) statistics of the dataset's training images on
+    the 0..1 scale, by which a batch is normalised (default: MNIST's).
+    """
 
     x: torch.Tensor
     y: torch.Tensor
+    mean: tuple[float, ...] = (MEAN,)
+    std: tuple[float, ...] = (STD,)
 
     def __post_init__(self) -> None:
         if self.x.dtype != torch.uint8 or self.x.dim() != 4:
@@ -99,6 +66,9 @@ class Split:
             raise ValueError(f"y must be int64 ({self.x.shape[0]},), got {self.y.dtype} {tuple(self.y.shape)}")
         if self.x.device != self.y.device:
             raise ValueError(f"x and y must be on one device, got {self.x.device} and {self.y.device}")
+        if len(self.mean) not in (1, self.x.shape[1]) or len(self.std) != len(self.mean) or min(self.std) <= 0:
+            raise ValueError(f"mean and std must give 1 or {self.x.shape[1]} channels (std > 0), "
+                             f"got {self.mean} and {self.std}")
 
     def __len__(self) -> int:
         return self.x.shape[0]
@@ -108,7 +78,7 @@ class Split:
         return self.x.device
 
     def to(self, device: str | torch.device) -> Split:
-        return Split(self.x.to(device), self.y.to(device))
+        return Split(self.x.to(device), self.y.to(device), self.mean, self.std)
 
     def head(self, n: int | None) -> Split:
         """The first ``n`` examples (all of them when ``n`` is None or larger than the split)."""
@@ -116,14 +86,14 @@ class Split:
             return self
         if n < 1:
             raise ValueError(f"n must be >= 1, got {n}")
-        return Split(self.x[:n], self.y[:n])
+        return Split(self.x[:n], self.y[:n], self.mean, self.std)
 
     def take(self, idx: torch.Tensor) -> Split:
-        return Split(self.x[idx], self.y[idx])
+        return Split(self.x[idx], self.y[idx], self.mean, self.std)
 
     @staticmethod
     def cat(*splits: Split) -> Split:
-        return Split(torch.cat([s.x for s in splits]), torch.cat([s.y for s in splits]))
+        return Split(torch.cat([s.x for s in splits]), torch.cat([s.y for s in splits]), splits[0].mean, splits[0].std)
 
 
 @dataclass(frozen=True)
@@ -151,114 +121,103 @@ def resolve_data_dir(data_dir: str | os.PathLike[str] | None = None) -> Path:
     return PROJECT_DATA
 
 
-def _dataset(name: str) -> _Dataset:
-    try:
-        return DATASETS[name]
-    except KeyError:
-        raise ValueError(f"dataset must be one of {', '.join(DATASETS)}; got {name!r}") from None
+@dataclass(frozen=True)
+class Info:
+    """What a dataset is: recorded in studies, exported specs and result files."""
+
+    name: str
+    input: tuple[int, int, int]   # (C, H, W)
+    classes: int
+    mean: tuple[float, ...]       # per channel, 0..1 scale, of the training images
+    std: tuple[float, ...]
+    sha256: str                   # of the decoded training images (N, C, H, W) and labels
+    train_images: int
+
+    def record(self) -> dict[str, Any]:
+        return {"name": self.name, "sha256": self.sha256, "input": list(self.input), "classes": self.classes,
+                "mean": list(self.mean), "std": list(self.std), "train_images": self.train_images}
 
 
-def _find(root: Path, ds: _Dataset, name: str) -> Path | None:
-    for folder in (root / ds.folder / "raw", root):
-        for candidate in (folder / name, folder / f"{name}.gz"):
-            if candidate.is_file():
-                return candidate
-    return None
+_info_cache: dict[tuple[str, int, int, int], Info] = {}
 
 
-def _download(root: Path, dataset: str) -> None:
-    from torchvision import datasets  # only here: reading never needs torchvision
-
-    cls = datasets.MNIST if dataset == "mnist" else datasets.FashionMNIST
-    try:
-        cls(str(root), train=True, download=True)
-        cls(str(root), train=False, download=True)
-    except Exception as e:  # network errors come in many classes
-        msg = " ".join(str(e).split())
-        raise DataError(f"{root}: download of {dataset} failed ({msg[:200]}); "
-                        f"put the four IDX files under {root / _dataset(dataset).folder / 'raw'}") from None
-
-
-def _locate(root: Path, dataset: str, name: str, download: bool) -> Path:
-    ds = _dataset(dataset)
-    path = _find(root, ds, name)
-    if path is None and download:
-        _download(root, dataset)
-        path = _find(root, ds, name)
-    if path is None:
-        raise DataError(f"{root / ds.folder / 'raw' / name}[.gz]: missing; put the {dataset} IDX files there "
-                        f"(or directly in the data dir), pass --data-dir or set {ENV_VAR}, "
-                        "or let torchvision download them (download=True)")
-    return path
-
-
-_IMAGES, _LABELS = 2051, 2049  # IDX magic numbers: unsigned bytes, 3 and 1 dimensions
-_COUNTS = {"train": 60000, "t10k": 10000}
-_cache: dict[tuple[str, int, int], torch.Tensor] = {}
+def _info(name: str, x: torch.Tensor, y: torch.Tensor) -> Info:
+    key = (name, x.data_ptr(), y.data_ptr(), len(x))
+    if key not in _info_cache:
+        h = hashlib.sha256(f"{tuple(x.shape)}".encode())
+        h.update(x.contiguous().numpy().tobytes())
+        h.update(y.contiguous().numpy().tobytes())
+        c = x.shape[1]
+        s1 = torch.zeros(c, dtype=torch.float64)
+        s2 = torch.zeros(c, dtype=torch.float64)
+        for i in range(0, len(x), 4096):  # exact integer sums per chunk, in float64 across chunks
+            chunk = x[i:i + 4096].long()  # (b, C, H, W)
+            s1 += chunk.sum(dim=(0, 2, 3)).double()
+            s2 += (chunk * chunk).sum(dim=(0, 2, 3)).double()
+        n = max(1, len(x) * x.shape[2] * x.shape[3])
+        mean = s1 / n
+        std = (s2 / n - mean * mean).clamp_min(0).sqrt()
+        mean_t = tuple(round(float(v) / 255, 4) for v in mean)
+        std_t = tuple(max(round(float(v) / 255, 4), 1e-4) for v in std)
+        if c > 1 and len(set(mean_t)) == 1 and len(set(std_t)) == 1:
+            mean_t, std_t = mean_t[:1], std_t[:1]
+        _info_cache[key] = Info(name, (c, x.shape[2], x.shape[3]), int(y.max()) + 1 if len(y) else 0,
+                                mean_t, std_t, h.hexdigest(), len(x))
+    return _info_cache[key]
 
 
-def _read(path: Path, ds: _Dataset) -> torch.Tensor:
-    """One IDX file, checked, as a uint8 tensor (images (N, 1, 28, 28)) or an int64 one (labels (N,))."""
-    try:
-        st = path.stat()
-    except OSError as e:
-        raise DataError(f"{path}: cannot read ({e.strerror}); replace the file") from None
-    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
-    if key in _cache:
-        return _cache[key]
-    name = path.name.removesuffix(".gz")
-    fix = "delete it and put a fresh copy there"
-    try:
-        raw = path.read_bytes()
-    except OSError as e:
-        raise DataError(f"{path}: cannot read ({e.strerror}); {fix}") from None
-    if path.suffix == ".gz":
-        want_gz = ds.gz_md5.get(path.name)
-        if want_gz and hashlib.md5(raw).hexdigest() != want_gz:
-            raise DataError(f"{path}: MD5 is {hashlib.md5(raw).hexdigest()}, expected {want_gz}: "
-                            f"the archive is corrupt or truncated; {fix}")
-        try:
-            raw = gzip.decompress(raw)
-        except (EOFError, OSError, zlib.error) as e:
-            raise DataError(f"{path}: truncated or corrupt gzip data ({e}); {fix}") from None
-
-    images = "images" in name
-    count = _COUNTS[name.split("-")[0]]
-    size = 16 + count * 28 * 28 if images else 8 + count
-    head = struct.unpack(">4I", raw[:16]) if len(raw) >= 16 else ()
-    want_head = (_IMAGES, count, 28, 28) if images else (_LABELS, count)
-    if tuple(head[: len(want_head)]) != want_head:
-        raise DataError(f"{path}: not an IDX {'image' if images else 'label'} file of {count} "
-                        f"{'28x28 images' if images else 'labels'} (header {head}); {fix}")
-    if len(raw) != size:
-        raise DataError(f"{path}: {'truncated' if len(raw) < size else 'too long'}: "
-                        f"{len(raw)} bytes, expected {size}; {fix}")
-    want = ds.md5.get(name)
-    if want and (got := hashlib.md5(raw).hexdigest()) != want:
-        raise DataError(f"{path}: MD5 of the contents is {got}, expected {want}: the file is corrupt; {fix}")
-
-    body = torch.frombuffer(bytearray(raw), dtype=torch.uint8, offset=16 if images else 8)
-    if images:
-        out = body.view(count, 1, 28, 28)  # (N, 1, 28, 28)
-    else:
-        out = body.long()                  # (N,)
-        if int(out.max()) > 9:
-            raise DataError(f"{path}: labels outside 0..9; {fix}")
-    _cache[key] = out
-    return out
+def _train_arrays(data_dir: str | os.PathLike[str] | None, dataset: str,
+                  download: bool) -> tuple[torch.Tensor, torch.Tensor, Info]:
+    kind = get_kind(dataset)
+    x, y = kind.read(resolve_data_dir(data_dir), "train", download)
+    info = _info(dataset, x, y)
+    if kind.fixed_classes:
+        info = Info(**{**info.__dict__, "classes": kind.fixed_classes})
+    return x, y, info
 
 
-def _load(prefix: str, data_dir: str | os.PathLike[str] | None, dataset: str, download: bool) -> Split:
-    root = resolve_data_dir(data_dir)
-    ds = _dataset(dataset)
-    x = _read(_locate(root, dataset, f"{prefix}-images-idx3-ubyte", download), ds)
-    y = _read(_locate(root, dataset, f"{prefix}-labels-idx1-ubyte", download), ds)
-    return Split(x, y)
+def dataset_info(data_dir: str | os.PathLike[str] | None = None, *, dataset: str = "mnist",
+                 download: bool = False) -> Info:
+    """Name, shape, classes, statistics and hash of a dataset's training images (never its test files)."""
+    return _train_arrays(data_dir, dataset, download)[2]
+
+
+def dataset_shape(data_dir: str | os.PathLike[str] | None = None, *, dataset: str = "mnist",
+                  download: bool = False) -> tuple[tuple[int, int, int], int]:
+    """(input (C, H, W), classes), from headers where the kind can: before the data are decoded."""
+    return get_kind(dataset).shape(resolve_data_dir(data_dir), download)
+
+
+def check_dataset(recorded: dict[str, Any] | None, data_dir: str | os.PathLike[str] | None, dataset: str,
+                  download: bool = False) -> Info:
+    """The dataset's :class:`Info`, refused (:class:`DataError`, one line) when ``recorded`` (an
+    ``Info.record()``) names other data: another kind or another content hash."""
+    info = dataset_info(data_dir, dataset=dataset, download=download)
+    if recorded and recorded.get("sha256") and recorded["sha256"] != info.sha256:
+        root = resolve_data_dir(data_dir)
+        raise DataError(f"--data-dir: {root} holds {dataset} data with SHA-256 {info.sha256[:16]}..., but the spec "
+                        f"was trained on {recorded.get('name', '?')} with SHA-256 {recorded['sha256'][:16]}...; "
+                        "give the data dir it was trained on")
+    return info
+
+
+def _load(part: str, data_dir: str | os.PathLike[str] | None, dataset: str, download: bool) -> Split:
+    x, y, info = _train_arrays(data_dir, dataset, download)
+    if part == "test":
+        tx, ty = get_kind(dataset).read(resolve_data_dir(data_dir), "test", download)
+        if tx.shape[1:] != x.shape[1:]:
+            raise DataError(f"{resolve_data_dir(data_dir)}: test images are {tuple(tx.shape[1:])}, "
+                            f"training images {tuple(x.shape[1:])}")
+        if len(ty) and int(ty.max()) >= info.classes:
+            raise DataError(f"{resolve_data_dir(data_dir)}: test labels reach {int(ty.max())}, "
+                            f"the training labels only {info.classes - 1}")
+        x, y = tx, ty
+    return Split(x, y, info.mean, info.std)
 
 
 def load_train(data_dir: str | os.PathLike[str] | None = None, *, dataset: str = "mnist",
                download: bool = False) -> Split:
-    """All 60,000 training images (train + validation), on the CPU.
+    """All training images (train + validation: MNIST's 60,000), on the CPU.
 
     The tensors are shared with an in-process cache: treat them as read-only.
     """
@@ -267,8 +226,11 @@ def load_train(data_dir: str | os.PathLike[str] | None = None, *, dataset: str =
 
 def load_test(data_dir: str | os.PathLike[str] | None = None, *, dataset: str = "mnist",
               download: bool = False) -> Split:
-    """The 10,000 test images, on the CPU.  Only the final report reads them, never the search."""
-    return _load("t10k", data_dir, dataset, download)
+    """The test images (MNIST's 10,000), on the CPU.  Only the final report reads them, never the search.
+
+    They are normalised by the training images' statistics, so these are read too.
+    """
+    return _load("test", data_dir, dataset, download)
 
 
 def split_indices(n: int, val: int = 5000, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

@@ -48,7 +48,7 @@ from trainer import checkpoint as ckpt_io
 from trainer.data import Split, Splits
 from trainer.device import (PRECISIONS, cpu_bf16_supported, cpu_threads, keep_freed_memory, resolve_device,
                             resolve_precision)
-from trainer.step import Epoch, autocast, prepare, sched_step, steps_per_epoch
+from trainer.step import Epoch, autocast, norm_of, prepare, sched_step, steps_per_epoch
 
 __all__ = ["FitResult", "Evaluation", "fit", "evaluate", "resolve_device", "resolve_precision", "cpu_threads",
            "cpu_bf16_supported", "METRICS", "PRECISIONS"]
@@ -121,8 +121,9 @@ def _evaluate(fwd: nn.Module, data: Split, device: torch.device, channels_last: 
     """Summed loss and correct count, as device tensors (nothing is read back here)."""
     loss = torch.zeros((), device=device)
     correct = torch.zeros((), dtype=torch.long, device=device)
+    norm = norm_of(data)
     for i in range(0, len(data), batch_size):
-        x = prepare(data.x[i:i + batch_size], None, None, channels_last)
+        x = prepare(data.x[i:i + batch_size], None, None, channels_last, norm)
         y = data.y[i:i + batch_size]
         with autocast(device, precision):
             logits = fwd(x)  # (B, classes)

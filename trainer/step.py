@@ -25,19 +25,31 @@ from trainer.augment import augment
 from trainer.data import MEAN, STD, Split
 from trainer.optim import check_supported, init_state, update
 
-__all__ = ["Epoch", "prepare", "autocast", "steps_per_epoch"]
+__all__ = ["Epoch", "prepare", "norm_of", "autocast", "steps_per_epoch"]
 
 Progress = Callable[[int, int], None]
 Scheduler = torch.optim.lr_scheduler.LRScheduler
 
 
+Norm = tuple[Any, Any]  # (shift, scale): floats, or (1, C, 1, 1) tensors on the data's device
+
+
+def norm_of(data: Split) -> Norm:
+    """What :func:`prepare` subtracts and multiplies by, from the split's statistics (made once, outside a capture)."""
+    if len(data.mean) == 1:
+        return data.mean[0] * 255, 1 / (data.std[0] * 255)
+    shift = torch.tensor([m * 255 for m in data.mean], device=data.device).view(1, -1, 1, 1)  # (1, C, 1, 1)
+    scale = torch.tensor([1 / (s * 255) for s in data.std], device=data.device).view(1, -1, 1, 1)
+    return shift, scale
+
+
 def prepare(x: torch.Tensor, recipe: Recipe | None, gen: torch.Generator | None,
-            channels_last: bool) -> torch.Tensor:
-    """uint8 (B, C, H, W) -> augmented, normalised float32 (B, C, H, W)."""
+            channels_last: bool, norm: Norm = (MEAN * 255, 1 / (STD * 255))) -> torch.Tensor:
+    """uint8 (B, C, H, W) -> augmented, normalised float32 (B, C, H, W); ``norm``: :func:`norm_of` the split."""
     out = x.float()
     if recipe is not None:
         out = augment(out, recipe.augment, gen)
-    out = (out - MEAN * 255) * (1 / (STD * 255))
+    out = (out - norm[0]) * norm[1]
     return out.contiguous(memory_format=torch.channels_last) if channels_last else out
 
 
@@ -91,6 +103,7 @@ class Epoch:
     def _buffers(self, data: Split, steps: int) -> None:
         dev, bs = data.device, self.recipe.batch_size
         self.data = data
+        self.norm = norm_of(data)
         self.perm = torch.empty(len(data), dtype=torch.long, device=dev)  # the epoch's order
         self.lrs = torch.empty(steps, device=dev)                         # the epoch's learning rates
         self.pos = torch.zeros(1, dtype=torch.long, device=dev)           # the step about to run
@@ -106,7 +119,7 @@ class Epoch:
         """
         assert self.data is not None
         r, data = self.recipe, self.data
-        x = prepare(data.x[idx], r, self.aug_gen, self.channels_last)  # (B, C, H, W)
+        x = prepare(data.x[idx], r, self.aug_gen, self.channels_last, self.norm)  # (B, C, H, W)
         y = data.y[idx]  # (B,)
         with autocast(data.device, self.precision, cache=False):
             logits = self.fwd(x)  # (B, classes)
