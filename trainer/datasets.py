@@ -120,7 +120,8 @@ def read_idx(path: Path, images: bool, *, count: int | None = None, hw: tuple[in
     magic_ok = bool(head) and head[0] == (_IMAGES if images else _LABELS)
     want = ((_IMAGES, count, *(hw or ())) if images else (_LABELS, count)) if count else ()
     if not magic_ok or (want and tuple(head[:len(want)]) != want):
-        of = f" of {count} {'%dx%d images' % hw if images and hw else what + 's'}" if count else ""
+        items = f"{hw[0]}x{hw[1]} images" if images and hw else f"{what}s"
+        of = f" of {count} {items}" if count else ""
         raise DataError(f"{path}: not an IDX {what} file{of} (header {head}); {_FIX}")
     n = head[1]
     shape = (n, 1, head[2], head[3]) if images else (n,)
