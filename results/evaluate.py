@@ -31,30 +31,34 @@ def json_path(spec_path: str | Path) -> Path:
 
 
 def evaluate_spec(spec: NetSpec, seeds: int = 3, *, data_dir: str | None = None, device: Any = None,
-                  epochs: int | None = None, train_limit: int | None = None,
-                  log: Callable[[str], None] | None = None) -> dict[str, Any]:
+                  epochs: int | None = None, train_limit: int | None = None, dataset: str | None = None,
+                  log: Callable[[str], None] | None = None, precision: str | None = None) -> dict[str, Any]:
     """Train ``spec`` on train + validation once per seed (``recipe.seed``, ``+1``, ...) and measure the test set.
 
     Returns the ``test:`` section: ``acc_mean``, ``acc_std`` (sample standard deviation; 0 for one seed),
-    ``per_seed`` (seed, acc, loss, train_seconds) and how it was made.
+    ``per_seed`` (seed, acc, loss, train_seconds) and how it was made.  ``dataset``: the kind to read
+    (default: the spec's ``info["dataset"]``, else MNIST); data of the spec's kind with another content hash
+    are refused.
     """
     from results._common import device as _device
-    from trainer.data import load_test, load_train
+    from trainer.data import load_test, load_train, resolve_dataset
     from trainer.train import train_and_test
 
     dev = _device(device)
-    train = load_train(data_dir).head(train_limit)
-    test = load_test(data_dir)
+    data = resolve_dataset(dataset, spec.info.get("dataset"), data_dir, input=spec.input, classes=spec.classes)
+    train = load_train(data_dir, dataset=data.name).head(train_limit)
+    test = load_test(data_dir, dataset=data.name)
     monitor = train.head(_MONITOR)
     n_epochs = epochs or spec.recipe.epochs
     rows = []
     for i in range(seeds):
         seed = spec.recipe.seed + i
-        result, ev = train_and_test(spec, seed, train, test, dev, eval_data=monitor, epochs=n_epochs)
+        result, ev = train_and_test(spec, seed, train, test, dev, eval_data=monitor, epochs=n_epochs,
+                                    precision=precision)
         if ev is None:  # the one look at the test set, for this seed, happens only after a finished run
             raise UsageError(f"training with seed {seed} failed: {result.status}: {result.message}")
         rows.append({"seed": seed, "acc": round(ev.acc, 5), "loss": round(ev.loss, 5),
-                     "train_seconds": round(result.seconds, 1)})
+                     "train_seconds": round(result.seconds, 1), "precision": result.precision})
         if log:
             log(f"seed {seed}: test accuracy {pct(ev.acc)} ({result.seconds:.1f}s)")
     accs = [r["acc"] for r in rows]
@@ -65,7 +69,9 @@ def evaluate_spec(spec: NetSpec, seeds: int = 3, *, data_dir: str | None = None,
         "epochs": n_epochs,
         "train_images": len(train),
         "test_images": len(test),
+        "dataset": data.record(),
         "device": str(dev),
+        "precision": rows[-1]["precision"],
         "date": now_utc(),
     }
 
@@ -74,6 +80,7 @@ def _body(argv: Sequence[str] | None) -> int:
     import os
 
     from search.export import versions
+    from space.cli import dataset_arg
     from space.io import load
 
     p = Parser(prog="python -m results.evaluate", description=__doc__.splitlines()[0].split(": ", 1)[1])
@@ -81,8 +88,10 @@ def _body(argv: Sequence[str] | None) -> int:
     p.add_argument("--seeds", type=positive_int, default=3, help="training runs with seeds recipe.seed, +1, ... (3)")
     p.add_argument("--force", action="store_true", help="evaluate again although the spec has a test: section")
     p.add_argument("--json", metavar="FILE", help="the JSON summary (default: SPEC.test.json beside the spec)")
-    p.add_argument("--data-dir", metavar="DIR", help="MNIST folder (default: $CNNSEARCH_DATA, else data/)")
+    p.add_argument("--data-dir", metavar="DIR", help="data folder (default: $CNNSEARCH_DATA, else data/)")
+    dataset_arg(p, None)
     p.add_argument("--device", help="cuda or cpu (default: cuda when available)")
+    p.add_argument("--precision", choices=("fp32", "bf16"), help="default: bf16 where the device supports it")
     p.add_argument("--epochs", type=positive_int, help="override the recipe's epochs (smoke tests)")
     p.add_argument("--train-limit", type=positive_int, metavar="N", help="train on the first N images (smoke tests)")
     args = p.parse_args(argv)
@@ -99,7 +108,7 @@ def _body(argv: Sequence[str] | None) -> int:
                 or (target.exists() and not os.access(target, os.W_OK)):
             raise UsageError(f"cannot write {target}")
     test = evaluate_spec(spec, args.seeds, data_dir=args.data_dir, device=args.device, epochs=args.epochs,
-                         train_limit=args.train_limit, log=print)
+                         train_limit=args.train_limit, dataset=args.dataset, log=print, precision=args.precision)
     test["versions"] = versions()
     done = dataclasses.replace(spec, info=dict(spec.info) | {"test": test})
     summary = {"spec": str(path), "name": spec.name, "params": spec.info.get("metrics", {}).get("params"),

@@ -68,7 +68,7 @@ def tolerance_for(acc: float, n_val: int) -> float:
 
 
 def verify(spec: NetSpec, *, retrain: bool = True, data_dir: str | None = None, device: Any = None,
-           tolerance: float | None = None) -> Verdict:
+           tolerance: float | None = None, dataset: str | None = None) -> Verdict:
     """Check a spec against what ``spec.info`` records (metrics.params, metrics.val_acc, search.*).
 
     The parameter count is checked first; a mismatch fails at once, without training.
@@ -94,7 +94,7 @@ def verify(spec: NetSpec, *, retrain: bool = True, data_dir: str | None = None, 
         return v
     if v.val_recorded is None:
         v.notes.append("no validation accuracy recorded (trial not completed): nothing to compare the re-training with")
-    acc, seconds, dev, n_val = retrain_val(spec, data_dir=data_dir, device=device)
+    acc, seconds, dev, n_val = retrain_val(spec, data_dir=data_dir, device=device, dataset=dataset)
     v.val_reproduced, v.seconds, v.device = acc, seconds, dev
     if v.val_recorded is not None:
         v.tolerance = tolerance if tolerance is not None else tolerance_for(v.val_recorded, n_val)
@@ -104,13 +104,18 @@ def verify(spec: NetSpec, *, retrain: bool = True, data_dir: str | None = None, 
     return v
 
 
-def retrain_val(spec: NetSpec, *, data_dir: str | None = None, device: Any = None) -> tuple[float, float, str, int]:
-    """Train ``spec`` as the search trained it (same split, same seed); (val_acc, seconds, device, n_val)."""
+def retrain_val(spec: NetSpec, *, data_dir: str | None = None, device: Any = None,
+                precision: str | None = None, dataset: str | None = None) -> tuple[float, float, str, int]:
+    """Train ``spec`` as the search trained it (same data, split and seed); (val_acc, seconds, device, n_val).
+
+    ``dataset``: default the spec's ``info["dataset"]``, else MNIST; data of that kind with another content
+    hash than the recorded one are refused.
+    """
     import torch
 
     from results._common import device as _device
     from space.build import build
-    from trainer.data import load_splits
+    from trainer.data import load_splits, resolve_dataset
     from trainer.loop import fit
 
     search = spec.info.get("search") or {}
@@ -120,13 +125,16 @@ def retrain_val(spec: NetSpec, *, data_dir: str | None = None, device: Any = Non
 
         spec = with_epochs(spec, int(search["epochs"]))
     dev = _device(device)
+    info = resolve_dataset(dataset, spec.info.get("dataset"), data_dir, input=spec.input,
+                           classes=spec.classes)
     # the split the search trained on: search.run seeds it with --seed, recorded as search.seed
-    data = load_splits(data_dir, val=int(search.get("val", 5000)), limit=search.get("train_limit") or None,
-                       seed=int(search.get("seed", spec.recipe.seed)), device=dev)
+    data = load_splits(data_dir, dataset=info.name, val=int(search.get("val", 5000)),
+                       limit=search.get("train_limit") or None, seed=int(search.get("seed", spec.recipe.seed)), device=dev)
     torch.manual_seed(spec.recipe.seed)
     model = build(spec)
     t0 = time.perf_counter()
-    result = fit(model, data, spec.recipe, dev)
+    precision = precision or (spec.info.get("metrics") or {}).get("precision")  # as the search trained it
+    result = fit(model, data, spec.recipe, dev, precision=precision)
     seconds = time.perf_counter() - t0
     if result.status != "ok":
         raise UsageError(f"re-training failed: {result.status}: {getattr(result, 'message', '')}")
@@ -134,17 +142,20 @@ def retrain_val(spec: NetSpec, *, data_dir: str | None = None, device: Any = Non
 
 
 def _body(argv: Sequence[str] | None) -> int:
+    from space.cli import dataset_arg
     from space.io import load
 
     p = Parser(prog="python -m results.verify", description=__doc__.splitlines()[0].split(": ", 1)[1])
     p.add_argument("spec", metavar="SPEC.yaml", help="an exported spec (python -m results.export)")
     p.add_argument("--no-train", action="store_true", help="check the parameter count only")
     p.add_argument("--tolerance", type=float, metavar="T", help="allowed |difference| of accuracies (default: auto)")
-    p.add_argument("--data-dir", metavar="DIR", help="MNIST folder (default: the project's data/)")
+    p.add_argument("--data-dir", metavar="DIR", help="data folder (default: $CNNSEARCH_DATA, else data/)")
+    dataset_arg(p, None)
     p.add_argument("--device", help="cuda or cpu (default: cuda when available)")
     args = p.parse_args(argv)
     spec = load(args.spec)
-    v = verify(spec, retrain=not args.no_train, data_dir=args.data_dir, device=args.device, tolerance=args.tolerance)
+    v = verify(spec, retrain=not args.no_train, data_dir=args.data_dir, device=args.device, tolerance=args.tolerance,
+               dataset=args.dataset)
     for line in v.lines():
         print(line)
     return 0 if v.ok else 1

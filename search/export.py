@@ -55,6 +55,7 @@ def trial_spec(study: Any, trial: Any, storage_url: str | None = None) -> NetSpe
         "train_seconds": attrs.get("train_seconds"),
         "images_per_second": attrs.get("images_per_second"),
         "device": attrs.get("device"),
+        "precision": attrs.get("precision"),
     }
     settings = dict(study.user_attrs)
     provenance = {
@@ -69,9 +70,12 @@ def trial_spec(study: Any, trial: Any, storage_url: str | None = None) -> NetSpe
     name = f"{study.study_name}-t{trial.number}"
     info = dict(spec.info) | {
         "metrics": {k: v for k, v in metrics.items() if v is not None},
-        "search": {k: settings[k] for k in ("budget", "epochs", "train_limit", "val", "seed") if k in settings},
+        "search": {k: settings[k] for k in ("budget", "epochs", "train_limit", "val", "seed") if k in settings}
+        | {k: attrs[k] for k in ("train_limit", "epochs", "rung") if k in attrs},  # the fidelity it was trained at
         "provenance": {k: v for k, v in provenance.items() if v is not None},
     }
+    if isinstance(settings.get("dataset"), dict):  # name and content hash of the data it was trained on
+        info["dataset"] = dict(settings["dataset"])
     return NetSpec(layers=spec.layers, input=spec.input, classes=spec.classes, name=name,
                    recipe=spec.recipe, info=info)
 

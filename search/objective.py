@@ -74,6 +74,8 @@ class Objective:
     checkpoint_dir: Path | None = None  # where a running trial keeps its last epoch
     on_epoch: EpochHook | None = None
     precision: str | None = None
+    input: tuple[int, int, int] = (1, 28, 28)  # the data's (C, H, W) and classes: what networks are sampled for
+    classes: int = 10
 
     def spec_for(self, trial: optuna.Trial) -> NetSpec:
         """The spec of ``trial`` at its fidelity: an enqueued network's, or one sampled under the budget."""
@@ -82,7 +84,7 @@ class Objective:
             return with_epochs(loads(trial.user_attrs["spec"], f"zoo:{trial.user_attrs['zoo']}"), epochs)
         try:
             return sample(trial, self.space, self.budget, epochs=epochs, seed=self.seed,
-                          name=f"{self.study_name}-t{trial.number}")
+                          name=f"{self.study_name}-t{trial.number}", classes=self.classes, input=self.input)
         except (OverBudget, SpecError) as e:
             trial.set_user_attr("fail_reason", f"untrainable: {e}")
             raise optuna.TrialPruned(f"untrainable: {e}") from None
@@ -151,6 +153,7 @@ class Objective:
             trial.set_user_attr("train_seconds", round(time.perf_counter() - t0, 2))
             _release(self.device)
         _drop(ckpt)
+        trial.set_user_attr("precision", result.precision)
         if result.status != "ok":
             trial.set_user_attr("fail_reason", f"{result.status}: {result.message}")
             raise TrialFailed(f"{result.status}: {result.message}")
