@@ -26,6 +26,7 @@ from results._common import (
     run_main,
     write_text,
 )
+from space.cli import dataset_arg
 from space.spec import NetSpec
 
 __all__ = ["export", "main"]
@@ -64,7 +65,8 @@ def build_parser() -> Parser:
     p.add_argument("--verify", action="store_true",
                    help="rebuild and re-train the exported spec; exit 1 if it does not reproduce the record")
     p.add_argument("--tolerance", type=float, metavar="T", help="with --verify: allowed accuracy difference")
-    p.add_argument("--data-dir", metavar="DIR", help="with --verify: MNIST folder (default: the project's data/)")
+    p.add_argument("--data-dir", metavar="DIR", help="with --verify: data folder (default: data/)")
+    dataset_arg(p, None)
     p.add_argument("--device", help="with --verify: cuda or cpu (default: cuda when available)")
     return p
 
@@ -88,7 +90,7 @@ def _body(argv: Sequence[str] | None) -> int:
           f"val acc {pct(m.get('val_acc'))}) to {out}")
     if not args.verify:
         return 0
-    v = verify(spec, data_dir=args.data_dir, device=args.device, tolerance=args.tolerance)
+    v = verify(spec, data_dir=args.data_dir, device=args.device, tolerance=args.tolerance, dataset=args.dataset)
     for line in v.lines():
         print(line)
     if v.ok and v.val_reproduced is not None:  # record the reproduction beside the original figures

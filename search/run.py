@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from space.cli import Parser, UsageError, duration, positive_float, positive_int, resolve_device
+from space.cli import Parser, UsageError, dataset_arg, duration, positive_float, positive_int, resolve_device
 from space.spec import SpecError
 
 __all__ = ["main", "build_parser", "budgets"]
@@ -75,7 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", choices=("fp32", "bf16"),
                    help="training precision (default: bf16 where the device supports it)")
     p.add_argument("--data-dir", metavar="DIR",
-                   help="MNIST folder (also $CNNSEARCH_DATA; default: the project's data/)")
+                   help="data folder (also $CNNSEARCH_DATA; default: the project's data/)")
+    dataset_arg(p, "mnist")
     p.add_argument("--enqueue-zoo", action="store_true", help="start with the zoo networks that fit the budget")
     p.add_argument("--export-epochs", type=positive_int, metavar="N",
                    help=f"epochs of the exported recipe (default {DEFAULT_EPOCHS}; without a plan: --epochs)")
@@ -186,7 +187,7 @@ def _plan(args: argparse.Namespace, study: Any, budget: int, space: Any, data: A
         return plan, list(plan.rungs), True
     from search.objective import measure_rates
 
-    probes = _probe_specs(space, budget, args.seed)
+    probes = _probe_specs(space, budget, args.seed, shape=args.data_shape)
     train_rate, eval_rate = measure_rates(probes, data, device, precision=args.precision)
     plan = make_plan(train_images=len(data.train), val_images=len(data.val),
                      epochs=args.export_epochs or DEFAULT_EPOCHS, train_rate=train_rate, eval_rate=eval_rate,
@@ -218,7 +219,8 @@ def _read_plan(path: str) -> Any:
         raise UsageError(str(e)) from None
 
 
-def _probe_specs(space: Any, budget: int, seed: int, n: int = 3) -> list[Any]:
+def _probe_specs(space: Any, budget: int, seed: int, n: int = 3, shape: tuple[Any, int] = ((1, 28, 28), 10)
+                 ) -> list[Any]:
     """A few networks of the budget, drawn at random from the space, to measure the device's speed on."""
     import optuna
 
@@ -230,7 +232,8 @@ def _probe_specs(space: Any, budget: int, seed: int, n: int = 3) -> list[Any]:
         if len(specs) == n:
             break
         try:
-            specs.append(sample(study.ask(), space, budget, epochs=1, seed=seed, name=f"probe{i}"))
+            specs.append(sample(study.ask(), space, budget, epochs=1, seed=seed, name=f"probe{i}",
+                                input=shape[0], classes=shape[1]))
         except (OverBudget, SpecError):
             continue
     if not specs:
@@ -238,7 +241,7 @@ def _probe_specs(space: Any, budget: int, seed: int, n: int = 3) -> list[Any]:
     return specs
 
 
-def _enqueue_zoo(study: Any, budget: int, rung0: Any) -> list[str]:
+def _enqueue_zoo(study: Any, budget: int, rung0: Any, shape: tuple[Any, int]) -> list[str]:
     import dataclasses
 
     import space
@@ -251,7 +254,7 @@ def _enqueue_zoo(study: Any, budget: int, rung0: Any) -> list[str]:
     added = []
     for path in sorted((Path(space.__file__).parent / "zoo").glob("*.yaml")):
         spec = load(path)
-        if count_params(spec) > budget or path.stem in done:
+        if count_params(spec) > budget or path.stem in done or (spec.input, spec.classes) != shape:
             continue
         spec = dataclasses.replace(with_epochs(spec, rung0.epochs), info={})  # its own recipe, at the rung's length
         study.enqueue_trial({}, user_attrs={"zoo": path.stem, "spec": dumps(spec, header=False)}
@@ -321,8 +324,8 @@ class _Data:
             self.cache.clear()
             limit = self.args.train_limit if _legacy(self.args) else None
             try:
-                self.cache[seed] = load_splits(self.args.data_dir, val=self.args.val, limit=limit, seed=seed,
-                                               device=self.device)
+                self.cache[seed] = load_splits(self.args.data_dir, dataset=self.args.dataset, val=self.args.val,
+                                               limit=limit, seed=seed, device=self.device)
             except ValueError as e:
                 raise SpecError(str(e), "--val/--train-limit") from None
         return self.cache[seed]
@@ -339,12 +342,17 @@ def _search(args: argparse.Namespace, argv: list[str], budget: int, name: str, s
     out, adir = _paths(args, name)
     study = _make_study(args, storage, name, budget, create=not args.worker)
     if not args.worker:
-        already = len(counted_finished(study.get_trials(deepcopy=False)))
+        trials = study.get_trials(deepcopy=False)
+        already = len(counted_finished(trials))
+        again = sum(1 for t in trials if t.state.name == "WAITING" and "retry_of" in t.user_attrs)
         print(f"study {name!r} in {mask_url(args.storage)}: budget {budget:,} params"
               + (f", {args.trials or DEFAULT_TRIALS} trials, {args.epochs or DEFAULT_EPOCHS} epochs each"
                  if _legacy(args) else "")
-              + (f", resuming with {already} finished" if already else ""), flush=True)
+              + (f", resuming with {already} finished" if already else "")
+              + (f"; {again} interrupted trial{'s' if again != 1 else ''} queued again, to go on from "
+                 "the last epoch" if again else ""), flush=True)
     splits = data.get(int(study.user_attrs.get("seed", args.seed)))  # every worker of a study: one split
+    _record_dataset(study, args, name)
     if args.worker:
         plan, rungs, made = None, _stored_rungs(study) or _plan(args, study, budget, space, splits, device, 1)[1], False
     else:
@@ -355,7 +363,7 @@ def _search(args: argparse.Namespace, argv: list[str], budget: int, name: str, s
             for line in plan.lines() if made else plan.lines()[:1]:
                 print(line if made else line.replace("plan:", "plan (from the study's first run):"), flush=True)
         if args.enqueue_zoo:
-            added = _enqueue_zoo(study, budget, rungs[0])
+            added = _enqueue_zoo(study, budget, rungs[0], args.data_shape)
             if added:
                 print(f"queued zoo networks: {', '.join(added)}", flush=True)
         warm = _warm_start(study, rungs[0], others, k=max(1, rungs[0].trials // 3))
@@ -388,6 +396,7 @@ def _search(args: argparse.Namespace, argv: list[str], budget: int, name: str, s
         if args.worker:
             watch_parent(lambda: _stop_orphan(stop))
         objective = Objective(space=space, budget=budget, epochs=rungs[0].epochs, data=splits, device=device,
+                              input=args.data_shape[0], classes=args.data_shape[1],
                               seed=args.seed, study_name=name, weights_dir=study_dir(adir / "weights", name),
                               checkpoint_dir=study_dir(adir / "checkpoints", name),
                               on_epoch=None if args.quiet else EpochLine(rungs, started),
@@ -404,6 +413,21 @@ def _search(args: argparse.Namespace, argv: list[str], budget: int, name: str, s
               + ("" if complete else "; the study is short of its plan: rerun the command to finish it"),
               file=sys.stderr)
     return Outcome(budget, name, best, wrote, complete)
+
+
+def _record_dataset(study: Any, args: argparse.Namespace, name: str) -> None:
+    """The study's dataset (name, content hash, shape, statistics) in its user attributes; a study run on
+    other data is refused."""
+    from trainer.data import dataset_info
+
+    rec = dataset_info(args.data_dir, dataset=args.dataset).record()
+    old = study.user_attrs.get("dataset")
+    if isinstance(old, dict) and (old.get("name"), old.get("sha256")) != (rec["name"], rec["sha256"]):
+        raise SpecError(f"study {name!r} was run on {old.get('name')} data with SHA-256 {str(old.get('sha256'))[:12]}"
+                        f"..., not on {rec['name']} data with {rec['sha256'][:12]}...; use another --study-name "
+                        "or the same data", "--data-dir")
+    if old is None and not args.worker:
+        study.set_user_attr("dataset", rec)
 
 
 def _stop_orphan(stop: threading.Event) -> None:
@@ -512,7 +536,13 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
     args.plan_rows = _read_plan(args.plan) if args.plan else None
     if args.plan and _legacy(args):
         raise UsageError("--plan replaces --trials/--epochs/--train-limit; give one or the other")
-    smallest = smallest_params(space)
+    from trainer.data import dataset_shape
+
+    try:
+        args.data_shape = dataset_shape(args.data_dir, dataset=args.dataset)  # headers only, where the kind can
+    except ValueError as e:
+        raise UsageError(f"--dataset: {e}") from None
+    smallest = smallest_params(space, classes=args.data_shape[1], input=args.data_shape[0])
     for b in args.budget:
         if b < smallest:
             raise UsageError(f"--budget {b} is too small: the smallest network of the search space has "

@@ -17,7 +17,7 @@ from typing import Any, NoReturn
 from space.spec import SpecError
 
 __all__ = ["UsageError", "Parser", "positive_int", "positive_float", "duration", "device_name", "resolve_device",
-           "run_main"]
+           "run_main", "dataset_arg"]
 
 
 class UsageError(Exception):
@@ -93,8 +93,19 @@ def resolve_device(name: str | None) -> Any:
     return dev
 
 
+DATASET_HELP = ("mnist, fashion, idx (four IDX files in --data-dir) or folder (--data-dir/train/<class>/*.png and "
+                "test/<class>/*)")
+
+
+def dataset_arg(p: argparse.ArgumentParser, default: str | None) -> None:
+    """``--dataset NAME``: a kind of ``trainer.datasets`` (checked when the data are read, so that parsing
+    needs no torch)."""
+    p.add_argument("--dataset", metavar="NAME", default=default,
+                   help=f"{DATASET_HELP}; default: " + (default or "the spec's, else mnist"))
+
+
 def _data_error(e: BaseException) -> bool:
-    return e.__class__.__name__ == "DataError" and e.__class__.__module__ == "trainer.data"
+    return e.__class__.__name__ == "DataError" and e.__class__.__module__ in ("trainer.data", "trainer.datasets")
 
 
 def run_main(body: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None) -> int:

@@ -201,7 +201,7 @@ def _shape(s: tuple[int, ...]) -> str:
 # ---------------------------------------------------------------- dicts
 
 _GROUP = "layers"  # a layer's field of this name holds a group of layers (residual)
-_INFO_KEYS = ("notes", "source", "metrics", "provenance", "test", "search")
+_INFO_KEYS = ("notes", "source", "metrics", "provenance", "test", "search", "dataset")
 _TOP_KEYS = ("name", "input", "classes", "layers", "recipe") + _INFO_KEYS
 
 

@@ -50,7 +50,7 @@ def watch_test_files() -> Iterator[list[str]]:
     global _hooked
     import trainer.data
 
-    trainer.data._cache.clear()
+    trainer.data.clear_cache()
     if not _hooked:  # audit hooks cannot be removed: install one, switched on and off
         sys.addaudithook(_audit)
         _hooked = True

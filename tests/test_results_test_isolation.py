@@ -26,10 +26,11 @@ def test_the_search_runs_without_test_files_and_never_opens_one(tiny):
 
 def test_the_audit_hook_does_see_a_test_file_being_opened(tmp_path):
     """The control: the hook is not blind.  A fresh copy of the test files (trainer.data caches what it has
-    read by path) is read through trainer.data, and both opens are recorded."""
+    read by path) is read through trainer.data, and both opens are recorded.  (The training files are copied
+    too: the test images are normalised by the statistics of the training images.)"""
     raw = tmp_path / "MNIST" / "raw"
     raw.mkdir(parents=True)
-    for f in (ROOT / "data" / "MNIST" / "raw").glob("t10k-*"):
+    for f in (ROOT / "data" / "MNIST" / "raw").glob("*-ubyte.gz"):
         shutil.copy2(f, raw / f.name)
     with rh.watch_test_files() as opened:
         test = load_test(tmp_path)

@@ -35,7 +35,7 @@ from trainer.datasets import ENV_VAR, FILES, KINDS, DataError, get_kind
 __all__ = [
     "DataError", "Split", "Splits", "DATASETS", "FILES", "MEAN", "STD", "ENV_VAR", "Info",
     "resolve_data_dir", "load_train", "load_test", "split_indices", "split", "load_splits", "dataset_info",
-    "dataset_shape", "check_dataset",
+    "dataset_shape", "resolve_dataset", "clear_cache",
 ]
 
 MEAN, STD = 0.1307, 0.3081  # MNIST training-set pixel statistics, on the 0..1 scale (a bare Split's default)
@@ -188,17 +188,41 @@ def dataset_shape(data_dir: str | os.PathLike[str] | None = None, *, dataset: st
     return get_kind(dataset).shape(resolve_data_dir(data_dir), download)
 
 
-def check_dataset(recorded: dict[str, Any] | None, data_dir: str | os.PathLike[str] | None, dataset: str,
-                  download: bool = False) -> Info:
-    """The dataset's :class:`Info`, refused (:class:`DataError`, one line) when ``recorded`` (an
-    ``Info.record()``) names other data: another kind or another content hash."""
-    info = dataset_info(data_dir, dataset=dataset, download=download)
-    if recorded and recorded.get("sha256") and recorded["sha256"] != info.sha256:
-        root = resolve_data_dir(data_dir)
-        raise DataError(f"--data-dir: {root} holds {dataset} data with SHA-256 {info.sha256[:16]}..., but the spec "
-                        f"was trained on {recorded.get('name', '?')} with SHA-256 {recorded['sha256'][:16]}...; "
+def resolve_dataset(dataset: str | None, recorded: Any, data_dir: str | os.PathLike[str] | None, *,
+                    input: tuple[int, ...] | None = None, classes: int | None = None,
+                    download: bool = False) -> Info:
+    """The dataset a command trains or evaluates on: ``dataset`` (``--dataset``), else the one ``recorded``
+    (a spec's ``info["dataset"]``, an ``Info.record()``), else MNIST.
+
+    Refused with a one-line :class:`DataError` when the name is unknown, when the data of the recorded kind
+    have another content hash than the recorded one (another data dir, other files), or when the spec's
+    ``input`` / ``classes`` do not fit the data.
+    """
+    rec = recorded if isinstance(recorded, dict) else {}
+    name = dataset or rec.get("name") or "mnist"
+    try:
+        get_kind(name)
+    except ValueError as e:
+        raise DataError(f"--dataset: {e}") from None
+    info = dataset_info(data_dir, dataset=name, download=download)
+    if rec.get("sha256") and rec.get("name") == name and rec["sha256"] != info.sha256:
+        raise DataError(f"--data-dir: {resolve_data_dir(data_dir)} holds {name} data with SHA-256 "
+                        f"{info.sha256[:12]}..., not the {rec['sha256'][:12]}... the spec was trained on; "
                         "give the data dir it was trained on")
+    if input is not None and (tuple(input) != info.input or classes != info.classes):
+        raise DataError(f"--dataset: the spec takes {'x'.join(map(str, input))} inputs and {classes} classes, but "
+                        f"the {name} data in {resolve_data_dir(data_dir)} are "
+                        f"{'x'.join(map(str, info.input))} with {info.classes} classes")
     return info
+
+
+def clear_cache() -> None:
+    """Forget every decoded file and computed :class:`Info` of this process (the next load reads the files)."""
+    from trainer import datasets
+
+    datasets._idx_cache.clear()
+    datasets._folder_cache.clear()
+    _info_cache.clear()
 
 
 def _load(part: str, data_dir: str | os.PathLike[str] | None, dataset: str, download: bool) -> Split:

@@ -1,10 +1,12 @@
 """Train a spec with its recipe on all 60,000 training images, then measure it once on the test set.
 
     python -m trainer.train SPEC.yaml [--epochs N] [--seeds K] [--device D]
-        [--data-dir DIR] [--dataset mnist|fashion] [--out PATH] [--train-limit N] [--compile]
+        [--data-dir DIR] [--dataset mnist|fashion|idx|folder] [--out PATH] [--train-limit N] [--compile]
         [--precision fp32|bf16]
 
-Seeds are ``recipe.seed + i`` for ``i < K``.  One line per epoch, then
+The dataset is ``--dataset``, else the one the spec records (an exported spec's ``dataset:``), else
+MNIST; data whose content hash differs from the recorded one are refused.  Seeds are ``recipe.seed + i``
+for ``i < K``.  One line per epoch, then
 ``test accuracy: 99.45% ± 0.03 (3 seeds)`` (mean ± sample standard deviation,
 in percentage points).  The result goes, atomically, to ``SPEC.result.json``
 beside the spec or to ``--out``.  A bad spec, data directory or argument gives
@@ -29,9 +31,10 @@ import torch
 
 from space.analysis import count_params
 from space.build import build
+from space.cli import dataset_arg
 from space.io import load, write_atomic
 from space.spec import NetSpec, SpecError
-from trainer.data import DATASETS, DataError, Split, load_test, load_train
+from trainer.data import DataError, Split, load_test, load_train, resolve_dataset
 from trainer.loop import (PRECISIONS, Evaluation, FitResult, cpu_threads, evaluate, fit, resolve_device,
                           resolve_precision)
 
@@ -79,7 +82,7 @@ def _parser() -> _Parser:
     p.add_argument("--seeds", type=_count("--seeds", 1), default=1, help="train K times (default 1)")
     p.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda when available)")
     p.add_argument("--data-dir", help="folder holding MNIST/raw/ (default: $CNNSEARCH_DATA, then data/)")
-    p.add_argument("--dataset", choices=tuple(DATASETS), default="mnist")
+    dataset_arg(p, None)
     p.add_argument("--out", help="the result JSON (default: SPEC.result.json beside the spec)")
     p.add_argument("--train-limit", type=_count("--train-limit", 0), default=0,
                    help="train on the first N training images only (0: all 60,000)")
@@ -179,8 +182,10 @@ def main(argv: list[str] | None = None) -> int:
             raise _UsageError(f"--out: no such folder: {out.parent}")
         if out.is_dir():
             raise _UsageError(f"--out: is a folder: {out}")
-        train = load_train(args.data_dir, dataset=args.dataset).head(args.train_limit or None)
-        test = load_test(args.data_dir, dataset=args.dataset)
+        data = resolve_dataset(args.dataset, spec.info.get("dataset"), args.data_dir, input=spec.input,
+                               classes=spec.classes)
+        train = load_train(args.data_dir, dataset=data.name).head(args.train_limit or None)
+        test = load_test(args.data_dir, dataset=data.name)
     except (SpecError, DataError, _UsageError, ValueError) as e:
         print(f"train: error: {_one_line(e)}", file=sys.stderr)
         return 2
@@ -213,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
         "spec": str(args.spec),
         "name": spec.name,
         "params": count_params(spec),
-        "dataset": args.dataset,
+        "dataset": data.record(),     # name, SHA-256 of the training images and labels, shape, statistics
         "device": str(device),
         "precision": precision,       # fp32, or bf16 autocast in the forward passes
         "epochs": epochs,
