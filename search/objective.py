@@ -154,6 +154,8 @@ class Objective:
             _release(self.device)
         _drop(ckpt)
         trial.set_user_attr("precision", result.precision)
+        if result.eager:  # why the CUDA-graph step was not used
+            trial.set_user_attr("eager", result.eager)
         if result.status != "ok":
             trial.set_user_attr("fail_reason", f"{result.status}: {result.message}")
             raise TrialFailed(f"{result.status}: {result.message}")

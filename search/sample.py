@@ -197,11 +197,27 @@ def sample_recipe(trial: TrialLike, space: SearchSpace, epochs: int, seed: int) 
     elif sched == "step":
         kw["step_size"] = max(1, round(_pick(trial, "sched.step_frac", space["step_frac"]) * epochs))
         kw["gamma"] = _pick(trial, "sched.gamma", space["step_gamma"])
+    elif sched == "multistep":
+        shares = (_pick(trial, "sched.milestone1", space["milestone1"]),
+                  _pick(trial, "sched.milestone2", space["milestone2"]))
+        kw["milestones"] = tuple(sorted({max(1, min(epochs, round(f * epochs))) for f in shares}))
+        kw["gamma"] = _pick(trial, "sched.gamma", space["step_gamma"])
+    elif sched == "plateau":
+        kw["factor"] = _pick(trial, "sched.plateau_factor", space["plateau_factor"])
+        kw["patience"] = _pick(trial, "sched.plateau_patience", space["plateau_patience"])
+    if sched == "onecycle":
+        for name in ("div_factor", "final_div_factor", "three_phase", "anneal", "cycle_momentum"):
+            kw[name] = _pick(trial, f"sched.{name}", space[name])
+    kw["init"] = _pick(trial, "init", space["init"])
     kw["batch_size"] = _pick(trial, "train.batch_size", space["batch_size"])
     kw["label_smoothing"] = _pick(trial, "train.label_smoothing", space["label_smoothing"])
     kw["grad_clip"] = _pick(trial, "train.grad_clip", space["grad_clip"])
     aug = {name: _pick(trial, f"aug.{name}", space[name])
            for name in ("rotate", "translate", "scale", "shear", "crop_p", "erase_p")}
+    aug["fill"] = _pick(trial, "aug.fill", space["rotate_fill"])
+    aug["resized_crop"] = _pick(trial, "aug.resized_crop", space["resized_crop"])
+    if aug["resized_crop"]:
+        aug["crop_scale"] = (_pick(trial, "aug.crop_scale_min", space["crop_scale_min"]), 1.0)
     return Recipe(epochs=epochs, seed=seed, augment=Augment(**aug), **kw)
 
 

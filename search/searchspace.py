@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from space.spec import ACTIVATIONS, OPTIMIZERS, SCHEDULERS, SpecError
+from space.spec import ACTIVATIONS, ANNEALS, INITS, OPTIMIZERS, SCHEDULERS, SpecError
 
 __all__ = ["Dim", "SearchSpace", "DEFAULT_SPACE", "load_space", "space_from_dict"]
 
@@ -45,10 +45,20 @@ _ENTRIES: dict[str, tuple[Any, tuple[Any, ...] | None, tuple[float, float] | Non
     "momentum": ({"low": 0.8, "high": 0.95}, None, (0.0, 0.99)),
     "nesterov": ({"choices": [False, True]}, (False, True), None),
     "weight_decay": ({"low": 1e-6, "high": 1e-3, "log": True}, None, (0.0, 1.0)),
-    "scheduler": ({"choices": ["onecycle", "step", "cosine"]}, SCHEDULERS, None),
+    "scheduler": ({"choices": ["onecycle", "step", "cosine"]}, SCHEDULERS, None),  # also multistep, plateau
     "pct_start": ({"low": 0.1, "high": 0.4}, None, (0.01, 0.99)),
     "step_gamma": ({"low": 0.1, "high": 0.5}, None, (0.01, 1.0)),
     "step_frac": ({"low": 0.3, "high": 0.7}, None, (0.05, 1.0)),  # step size as a share of the epochs
+    "div_factor": (25.0, None, (1.0, 1e4)),                       # onecycle: initial lr = peak / div_factor
+    "final_div_factor": (1e4, None, (1.0, 1e6)),                  # onecycle: final lr = initial / this
+    "three_phase": (False, (False, True), None),                  # onecycle
+    "anneal": ("cos", ANNEALS, None),                             # onecycle: cos or linear
+    "cycle_momentum": (False, (False, True), None),               # onecycle (runs eagerly: no CUDA graph)
+    "milestone1": ({"low": 0.3, "high": 0.6}, None, (0.01, 1.0)),  # multistep: milestones as shares of the
+    "milestone2": ({"low": 0.6, "high": 0.9}, None, (0.01, 1.0)),  # epochs (decay: step_gamma)
+    "plateau_factor": ({"low": 0.1, "high": 0.5}, None, (0.01, 0.99)),  # plateau: lr *= factor
+    "plateau_patience": ({"low": 0, "high": 3}, None, (0, 100)),        # plateau: epochs without improvement
+    "init": ("default", INITS, None),                             # weight init: default, kaiming, xavier
     "batch_size": ({"choices": [64, 128, 256]}, None, (1, 8192)),
     "label_smoothing": ({"low": 0.0, "high": 0.1}, None, (0.0, 0.5)),
     "grad_clip": (0.0, None, (0.0, 100.0)),
@@ -58,9 +68,12 @@ _ENTRIES: dict[str, tuple[Any, tuple[Any, ...] | None, tuple[float, float] | Non
     "shear": ({"low": 0.0, "high": 10.0}, None, (0.0, 60.0)),
     "crop_p": ({"low": 0.0, "high": 0.3}, None, (0.0, 1.0)),
     "erase_p": (0.0, None, (0.0, 1.0)),
+    "rotate_fill": (0.0, None, (0.0, 255.0)),                     # pixel value brought in by rotation & co.
+    "resized_crop": (0.0, None, (0.0, 1.0)),                      # probability of RandomResizedCrop
+    "crop_scale_min": (0.5, None, (0.01, 1.0)),                   # its smallest share of the area (up to 1)
 }
 
-_INTS = ("stages", "convs", "min_channels", "batch_size")
+_INTS = ("stages", "convs", "min_channels", "batch_size", "plateau_patience")
 _FIXED_ONLY = ("min_channels",)  # a value, never a range or choices
 
 DEFAULT_SPACE: dict[str, Any] = {k: v[0] for k, v in _ENTRIES.items()}

@@ -55,7 +55,8 @@ from space.layers import (
 __all__ = [
     "SpecError", "Conv", "SepConv", "BatchNorm", "Act", "MaxPool", "Dropout", "Dropout2d",
     "GAP", "Flatten", "Linear", "Residual", "Layer", "LAYER_KINDS", "Augment", "Recipe",
-    "NetSpec", "ACTIVATIONS", "OPTIMIZERS", "SCHEDULERS", "INTERPOLATIONS", "from_dict", "to_dict",
+    "NetSpec", "ACTIVATIONS", "OPTIMIZERS", "SCHEDULERS", "INTERPOLATIONS", "ANNEALS", "INITS", "from_dict",
+    "to_dict",
 ]
 
 LAYER_KINDS = KINDS  # YAML name -> layer class: the registry of space.layers
@@ -64,8 +65,13 @@ LAYER_KINDS = KINDS  # YAML name -> layer class: the registry of space.layers
 # ---------------------------------------------------------------- recipe
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
-SCHEDULERS = ("none", "step", "onecycle", "cosine")
+SCHEDULERS = ("none", "step", "onecycle", "cosine", "multistep", "plateau")
 INTERPOLATIONS = ("bilinear", "nearest")  # augment.interp
+ANNEALS = ("cos", "linear")               # onecycle's annealing
+INITS = ("default", "kaiming", "xavier")  # recipe.init: torch's layer defaults, or nn.init's schemes
+# recipe fields written out only when they differ from their default, so that specs made before them dump as before
+_QUIET = ("milestones", "factor", "patience", "div_factor", "final_div_factor", "three_phase", "anneal",
+          "cycle_momentum", "init")
 
 
 @dataclass(frozen=True)
@@ -79,7 +85,12 @@ class Augment:
     probability of random erasing; interp: how rotation, translation, scale and
     shear read pixels, ``bilinear`` (smooth) or ``nearest`` (sharp edges kept,
     as torchvision's ``RandomRotation`` does by default); the crop is always
-    resized bilinearly, as the reference's ``Resize``.
+    resized bilinearly, as the reference's ``Resize``; fill: the pixel value
+    (0..255) that rotation, translation, scale and shear bring in from outside
+    the image (torchvision's ``fill``); resized_crop: probability of
+    torchvision's ``RandomResizedCrop``, a crop of a random share
+    ``crop_scale`` of the area with aspect ratio (width / height) in
+    ``crop_ratio`` (log-uniform), resized back bilinearly.
     """
 
     rotate: float = 0.0
@@ -90,6 +101,10 @@ class Augment:
     crop_size: int = 22
     erase_p: float = 0.0
     interp: str = "bilinear"
+    fill: float = 0.0
+    resized_crop: float = 0.0
+    crop_scale: tuple[float, float] = (0.08, 1.0)
+    crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)
 
     def __post_init__(self) -> None:
         check_float(self, "rotate", 0.0, 180.0)
@@ -100,10 +115,26 @@ class Augment:
         check_int(self, "crop_size", 1)
         check_float(self, "erase_p", 0.0, 1.0)
         check_choice(self, "interp", INTERPOLATIONS)
+        check_float(self, "fill", 0.0, 255.0)
+        check_float(self, "resized_crop", 0.0, 1.0)
+        _check_range(self, "crop_scale", 0.0, 1.0)
+        _check_range(self, "crop_ratio", 0.0, None)
 
     @property
     def off(self) -> bool:
-        return not (self.rotate or self.translate or self.scale or self.shear or self.crop_p or self.erase_p)
+        return not (self.rotate or self.translate or self.scale or self.shear or self.crop_p or self.erase_p
+                    or self.resized_crop)
+
+
+def _check_range(obj: Any, name: str, lo: float, hi: float | None) -> None:
+    """A pair (low, high) with lo < low <= high (<= hi), stored back as a tuple of floats."""
+    v = getattr(obj, name)
+    ok = isinstance(v, list | tuple) and len(v) == 2 and all(
+        isinstance(x, int | float) and not isinstance(x, bool) for x in v)
+    if not ok or not lo < v[0] <= v[1] or (hi is not None and v[1] > hi):
+        top = f" <= {hi}" if hi is not None else ""
+        raise SpecError(f"{name} must be a pair [low, high] with {lo} < low <= high{top}, got {v!r}")
+    object.__setattr__(obj, name, (float(v[0]), float(v[1])))
 
 
 @dataclass(frozen=True)
@@ -120,6 +151,15 @@ class Recipe:
     gamma: float = 0.1             # step: decay factor
     max_lr: float | None = None    # onecycle: peak rate (default 10 x lr)
     pct_start: float = 0.3         # onecycle: fraction of steps spent warming up
+    div_factor: float = 25.0       # onecycle: initial lr = max_lr / div_factor
+    final_div_factor: float = 1e4  # onecycle: final lr = initial lr / final_div_factor
+    three_phase: bool = False      # onecycle: a third phase down to the final lr (torch's three_phase)
+    anneal: str = "cos"            # onecycle: cos or linear annealing
+    cycle_momentum: bool = False   # onecycle: momentum (SGD) / beta1 (Adam) cycled 0.95 -> 0.85 -> 0.95
+    milestones: tuple[int, ...] = ()  # multistep: epochs after which lr *= gamma (none: the lr stays)
+    factor: float = 0.1            # plateau: lr *= factor when the monitored metric stalls
+    patience: int = 10             # plateau: epochs without improvement before the lr is cut
+    init: str = "default"          # weight init of conv and linear layers: default (torch's), kaiming, xavier
     batch_size: int = 128
     epochs: int = 20
     label_smoothing: float = 0.0
@@ -140,6 +180,21 @@ class Recipe:
         check_float(self, "gamma", 0.0, 1.0, lo_open=True)
         check_float(self, "max_lr", 0.0, lo_open=True, optional=True)
         check_float(self, "pct_start", 0.0, 1.0, lo_open=True, hi_open=True)
+        check_float(self, "div_factor", 0.0, lo_open=True)
+        check_float(self, "final_div_factor", 0.0, lo_open=True)
+        check_bool(self, "three_phase")
+        check_choice(self, "anneal", ANNEALS)
+        check_bool(self, "cycle_momentum")
+        if self.cycle_momentum and self.optimizer == "sgd" and self.momentum == 0:
+            raise SpecError("cycle_momentum needs momentum > 0 with optimizer sgd")
+        ms = self.milestones
+        if not isinstance(ms, list | tuple) or any(isinstance(m, bool) or not isinstance(m, int) or m < 1
+                                                   for m in ms) or list(ms) != sorted(set(ms)):
+            raise SpecError(f"milestones must be increasing epochs >= 1, got {ms!r}")
+        object.__setattr__(self, "milestones", tuple(ms))
+        check_float(self, "factor", 0.0, 1.0, lo_open=True, hi_open=True)
+        check_int(self, "patience", 0)
+        check_choice(self, "init", INITS)
         check_int(self, "batch_size", 1)
         check_int(self, "epochs", 1)
         check_float(self, "label_smoothing", 0.0, 1.0, hi_open=True)
@@ -287,9 +342,15 @@ def layer_to_dict(layer: Layer) -> dict[str, Any]:
 
 def _recipe_dict(r: Recipe) -> dict[str, Any]:
     """Every recipe field; of the augmentation, only what is switched on."""
-    out: dict[str, Any] = {f.name: getattr(r, f.name) for f in dataclasses.fields(r) if f.name != "augment"}
+    out: dict[str, Any] = {f.name: getattr(r, f.name) for f in dataclasses.fields(r) if f.name != "augment"
+                           and (f.name not in _QUIET or getattr(r, f.name) != f.default)}
+    if "milestones" in out:
+        out["milestones"] = list(out["milestones"])
     aug = {f.name: getattr(r.augment, f.name) for f in dataclasses.fields(r.augment)
            if getattr(r.augment, f.name) != f.default}
+    for key in ("crop_scale", "crop_ratio"):
+        if key in aug:
+            aug[key] = list(aug[key])
     if aug:
         out["augment"] = aug
     return out

@@ -32,8 +32,9 @@ SPECS = {
         "layers[16]: residual group maps 32x7x7 to 16x7x7"),
     "unknown optimizer": (SEED.replace("optimizer: sgd", "optimizer: rmsprop"),
                           "recipe: optimizer must be one of sgd, adam, adamw; got 'rmsprop'"),
-    "unknown scheduler": (SEED.replace("scheduler: step", "scheduler: plateau"),
-                          "recipe: scheduler must be one of none, step, onecycle, cosine; got 'plateau'"),
+    "unknown scheduler": (SEED.replace("scheduler: step", "scheduler: cyclic"),
+                          "recipe: scheduler must be one of none, step, onecycle, cosine, multistep, plateau; "
+                          "got 'cyclic'"),
 }
 
 

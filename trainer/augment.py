@@ -3,7 +3,8 @@
 Rotation, translation, scale, shear and the reference documents' centre crop
 (``crop_size`` pixels, resized back to full size) are folded into one 2 x 3
 matrix per image and applied with a single sampling grid / ``grid_sample``
-(bilinear or nearest, as ``aug.interp`` says; zero fill).  The crop is always
+(bilinear or nearest, as ``aug.interp`` says; ``aug.fill`` outside the image, zero by default).
+``aug.resized_crop``: torchvision's RandomResizedCrop, batched, in a bilinear pass of its own first.  The crop is always
 resized bilinearly, as the reference's ``Resize``: with ``interp: nearest``
 the cropped images are resized first, in their own bilinear pass, and then
 rotated, shifted, scaled and sheared nearest-pixel.  Random numbers
@@ -25,7 +26,7 @@ import torch.nn.functional as F
 
 from space.spec import Augment
 
-__all__ = ["augment", "affine_matrices"]
+__all__ = ["augment", "affine_matrices", "resized_crop_boxes"]
 
 # random erasing, as torchvision.transforms.RandomErasing
 _ERASE_AREA = (0.02, 0.33)
@@ -108,10 +109,46 @@ def _affine_on(aug: Augment) -> bool:
     return _warp_on(aug) or bool(aug.crop_p)
 
 
-def _resample(x: torch.Tensor, theta: torch.Tensor, mode: str) -> torch.Tensor:
-    """``x`` (B, C, H, W) resampled through the (B, 2, 3) inverse maps ``theta``, zero fill."""
+def _resample(x: torch.Tensor, theta: torch.Tensor, mode: str, fill: float = 0.0) -> torch.Tensor:
+    """``x`` (B, C, H, W) resampled through the (B, 2, 3) inverse maps ``theta``; ``fill`` outside the image
+    (bilinear: blended at the border, as torchvision blends its fill by the resampled mask)."""
     grid = _affine_grid(theta, x.shape[2], x.shape[3]).to(x.dtype)  # (B, H, W, 2)
+    if fill:
+        return F.grid_sample(x - fill, grid, mode=mode, padding_mode="zeros", align_corners=False) + fill
     return F.grid_sample(x, grid, mode=mode, padding_mode="zeros", align_corners=False)
+
+
+def resized_crop_boxes(n: int, aug: Augment, generator: torch.Generator | None = None,
+                       device: str | torch.device = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """The random crops of torchvision's ``RandomResizedCrop``, batched: ``(on (n,) bool, box (n, 4))``.
+
+    ``box`` rows are (width share, height share, centre x, centre y), the centre in ``affine_grid``'s
+    normalised units.  The area share is uniform in ``aug.crop_scale``, the aspect ratio (width / height)
+    log-uniform in ``aug.crop_ratio``, the position uniform where the crop fits.  Where torchvision draws
+    again (up to ten times) when a side would not fit, here the side is clamped to the image: one draw, no
+    host sync.  The crop is continuous, not rounded to whole pixels.
+    """
+    u = torch.rand(n, 5, generator=generator, device=device)  # (n, 5)
+    lo, hi = aug.crop_scale
+    area = lo + (hi - lo) * u[:, 0]                                        # (n,)
+    r0, r1 = math.log(aug.crop_ratio[0]), math.log(aug.crop_ratio[1])
+    ratio = torch.exp(r0 + (r1 - r0) * u[:, 1])                            # (n,)
+    wf = torch.sqrt(area * ratio).clamp(max=1.0)                           # (n,) share of the width
+    hf = torch.sqrt(area / ratio).clamp(max=1.0)                           # (n,) share of the height
+    cx = (1 - wf) * (2 * u[:, 2] - 1)                                      # (n,) left edge uniform in [0, 1 - wf]
+    cy = (1 - hf) * (2 * u[:, 3] - 1)
+    return u[:, 4] < aug.resized_crop, torch.stack([wf, hf, cx, cy], 1)
+
+
+def _resized_crop(x: torch.Tensor, aug: Augment, generator: torch.Generator | None) -> torch.Tensor:
+    """Each image, with probability ``aug.resized_crop``, cropped and resized back bilinearly."""
+    n, _, h, w = x.shape
+    on, box = resized_crop_boxes(n, aug, generator, x.device)
+    one, zero = torch.ones_like(box[:, 0]), torch.zeros_like(box[:, 0])
+    wf, hf = torch.where(on, box[:, 0], one), torch.where(on, box[:, 1], one)
+    cx, cy = torch.where(on, box[:, 2], zero), torch.where(on, box[:, 3], zero)
+    theta = torch.stack([torch.stack([wf, zero, cx], 1), torch.stack([zero, hf, cy], 1)], 1)  # (n, 2, 3)
+    return _resample(x, theta, "bilinear")
 
 
 @functools.lru_cache(maxsize=8)
@@ -164,6 +201,8 @@ def augment(x: torch.Tensor, aug: Augment, generator: torch.Generator | None = N
         return x
     n, _, h, w = x.shape
     out = x if x.is_floating_point() else x.float()
+    if aug.resized_crop:  # first, as RandomResizedCrop comes before rotation in the usual pipelines
+        out = _resized_crop(out, aug, generator)
     if _affine_on(aug):
         crop, inv, shift = _draws(n, aug, generator, x.device)
         if crop is not None and aug.interp == "bilinear":
@@ -174,7 +213,7 @@ def augment(x: torch.Tensor, aug: Augment, generator: torch.Generator | None = N
             zoomed = _resample(out, _theta(_zoom(crop, aug, h, w), None, h, w), "bilinear")
             out = torch.where(crop[:, None, None, None], zoomed, out)
         if _warp_on(aug) or aug.interp == "bilinear":
-            out = _resample(out, _theta(inv, shift, h, w), aug.interp)
+            out = _resample(out, _theta(inv, shift, h, w), aug.interp, aug.fill)
     if aug.erase_p:
         out = _erase(out, aug.erase_p, generator)
     if not x.is_floating_point():

@@ -69,6 +69,8 @@ class FitResult:
     seconds: float = 0.0                                         # wall time of this call
     message: str = ""                                            # why, when status is not "ok"
     precision: str = "fp32"                                      # what the forward passes ran in: fp32 or bf16
+    eager: str = ""                                              # why the CUDA-graph step was not used ("": it was,
+                                                                 # or it was not asked for)
 
     @property
     def ok(self) -> bool:
@@ -98,21 +100,40 @@ def _optimizer(params: Any, r: Recipe) -> torch.optim.Optimizer:
     raise ValueError(f"optimizer must be one of sgd, adam, adamw; got {r.optimizer!r}")
 
 
-def _scheduler(opt: torch.optim.Optimizer, r: Recipe, epochs: int,
-               steps: int) -> tuple[torch.optim.lr_scheduler.LRScheduler | None, bool]:
-    """The scheduler and whether it steps per batch (else per epoch)."""
+def _scheduler(opt: torch.optim.Optimizer, r: Recipe, epochs: int, steps: int,
+               validated: bool = True) -> tuple[torch.optim.lr_scheduler.LRScheduler | None, bool]:
+    """The scheduler and whether it steps per batch (else per epoch).
+
+    ``plateau`` watches the validation accuracy (mode max) when ``validated``, else the training loss (mode min).
+    """
     sched = torch.optim.lr_scheduler
     if r.scheduler == "none":
         return None, False
     if r.scheduler == "step":
         return sched.StepLR(opt, step_size=r.step_size, gamma=r.gamma), False
+    if r.scheduler == "multistep":
+        return sched.MultiStepLR(opt, milestones=list(r.milestones), gamma=r.gamma), False
+    if r.scheduler == "plateau":
+        return sched.ReduceLROnPlateau(opt, mode="max" if validated else "min", factor=r.factor,
+                                       patience=r.patience), False
     if r.scheduler == "onecycle":
-        # the recipe's momentum / betas stay as they are: no momentum cycling
+        # without cycle_momentum the recipe's momentum / betas stay as they are
         return sched.OneCycleLR(opt, max_lr=r.max_lr or 10 * r.lr, total_steps=epochs * steps,
-                                pct_start=r.pct_start, cycle_momentum=False), True
+                                pct_start=r.pct_start, anneal_strategy=r.anneal, cycle_momentum=r.cycle_momentum,
+                                div_factor=r.div_factor, final_div_factor=r.final_div_factor,
+                                three_phase=r.three_phase), True
     if r.scheduler == "cosine":
         return sched.CosineAnnealingLR(opt, T_max=epochs * steps), True
-    raise ValueError(f"scheduler must be one of none, step, onecycle, cosine; got {r.scheduler!r}")
+    raise ValueError(f"scheduler must be one of none, step, onecycle, cosine, multistep, plateau; "
+                     f"got {r.scheduler!r}")
+
+
+def eager_reason(recipe: Recipe) -> str:
+    """Why a recipe cannot run as replays of one CUDA graph ("" when it can)."""
+    if recipe.scheduler == "onecycle" and recipe.cycle_momentum:
+        return ("cycle_momentum: the momentum changes every step and the update reads it on the host, "
+                "so the step ran eagerly")
+    return ""
 
 
 @torch.inference_mode()
@@ -243,7 +264,7 @@ def fit(model: nn.Module, data: Splits | Split, recipe: Recipe, device: str | to
     gen = torch.Generator(device=dev).manual_seed(recipe.seed)  # shuffling and augmentation
     steps = steps_per_epoch(len(train), recipe.batch_size)
     opt = _optimizer(model.parameters(), recipe)
-    sched, per_batch = _scheduler(opt, recipe, total, steps)
+    sched, per_batch = _scheduler(opt, recipe, total, steps, validated=isinstance(data, Splits))
     history: list[dict[str, float]] = []
     start = 1
     if resume is not None:
@@ -252,6 +273,8 @@ def fit(model: nn.Module, data: Splits | Split, recipe: Recipe, device: str | to
     ckpt = Path(checkpoint) if checkpoint is not None else None
 
     capture = dev.type == "cuda" and (graphs is None or graphs)
+    eager = eager_reason(recipe) if capture else ""
+    capture = capture and not eager
     one_epoch = Epoch(fwd, model, opt, sched if per_batch else None, recipe, gen, channels_last=channels_last,
                       precision=prec, progress=progress, capture=capture)
     status, message = "ok", ""
@@ -269,7 +292,8 @@ def fit(model: nn.Module, data: Splits | Split, recipe: Recipe, device: str | to
                 message = (f"the loss became {train_loss} in epoch {epoch}: training diverged "
                            f"(lower lr {recipe.lr:g} or set grad_clip)")
                 break
-            if not per_batch and sched is not None:
+            plateau = isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau)
+            if not per_batch and sched is not None and not plateau:
                 sched_step(sched)
 
             metrics: dict[str, float] = {
@@ -285,6 +309,10 @@ def fit(model: nn.Module, data: Splits | Split, recipe: Recipe, device: str | to
                     message = f"the validation loss became {val_loss} after epoch {epoch}: the weights diverged"
                     break
                 metrics.update(val_loss=val_loss / len(held), val_acc=val_correct / len(held))
+            if plateau:  # one metric read on the host per epoch: validation accuracy, else the training loss
+                assert sched is not None
+                sched.step(metrics["val_acc"] if isinstance(data, Splits) and "val_acc" in metrics
+                           else metrics["train_loss"])
             metrics.update(seconds=time.perf_counter() - t0, train_seconds=train_seconds,
                            images_per_second=seen / train_seconds, lr=lr)
             history.append(metrics)
@@ -305,4 +333,4 @@ def fit(model: nn.Module, data: Splits | Split, recipe: Recipe, device: str | to
         gc.collect()
         if dev.type == "cuda":
             torch.cuda.empty_cache()
-    return FitResult(status, history, time.perf_counter() - t_start, message, prec)
+    return FitResult(status, history, time.perf_counter() - t_start, message, prec, eager)

@@ -182,11 +182,18 @@ class Epoch:
         bs, n = r.batch_size, len(data)
         full = min(n // bs, steps)
         self.model.train()
-        lrs = []
+        group = self.opt.param_groups[0]
+        lrs, moms = [], []  # moms: the momentum / betas of each step, where the scheduler cycles them
+        cycle = bool(getattr(self.batch_sched, "cycle_momentum", False))
         for _ in range(steps):
-            lrs.append(self.opt.param_groups[0]["lr"])
+            lrs.append(group["lr"])
+            if cycle:
+                moms.append((group.get("momentum"), group.get("betas")))
             if self.batch_sched is not None:
                 sched_step(self.batch_sched)
+        after = (group.get("momentum"), group.get("betas"))
+        if cycle and self.capture:
+            raise ValueError("a momentum cycled per step cannot be captured: run it with capture=False")
         self.perm.copy_(torch.randperm(n, generator=self.gen, device=dev))
         self.lrs.copy_(torch.tensor(lrs))
         if self.capture and self.graph is None and full:
@@ -196,6 +203,8 @@ class Epoch:
         self.correct.zero_()
         check = dev.type == "cpu"
         for i in range(steps):
+            if cycle:  # read by the update on the host: eager steps only
+                _set_momentum(group, *moms[i])
             if i == full:  # the partial last batch, uncaptured
                 loss = self.step(self.perm[full * bs:], self.lrs[full])
             elif self.graph is not None:
@@ -208,4 +217,13 @@ class Epoch:
                     f"(lower lr {r.lr:g} or set grad_clip)")
             if self.progress is not None:
                 self.progress(i + 1, steps)
+        if cycle:
+            _set_momentum(group, *after)  # where the scheduler left it, for the next epoch and the checkpoint
         return self.loss_sum, self.correct, min(n, steps * bs), lrs[-1], ""
+
+
+def _set_momentum(group: dict[str, Any], momentum: Any, betas: Any) -> None:
+    if momentum is not None:
+        group["momentum"] = momentum
+    if betas is not None:
+        group["betas"] = betas

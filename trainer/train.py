@@ -204,6 +204,7 @@ def main(argv: list[str] | None = None) -> int:
         tested = {"test_acc": ev.acc, "test_loss": ev.loss} if ev else {}
         run: dict[str, Any] = {"seed": seed, "status": result.status, "message": result.message,
                                "seconds": result.seconds, "precision": result.precision, **tested,
+                               **({"eager": result.eager} if result.eager else {}),  # why no CUDA graph
                                "epochs": result.epochs}
         runs.append(run)
         if ev is None:
