@@ -119,7 +119,8 @@ def _scheduler(opt: torch.optim.Optimizer, r: Recipe, epochs: int, steps: int,
     if r.scheduler == "onecycle":
         # without cycle_momentum the recipe's momentum / betas stay as they are
         return sched.OneCycleLR(opt, max_lr=r.max_lr or 10 * r.lr, total_steps=epochs * steps,
-                                pct_start=r.pct_start, anneal_strategy=r.anneal, cycle_momentum=r.cycle_momentum,
+                                pct_start=r.pct_start, anneal_strategy="linear" if r.anneal == "linear" else "cos",
+                                cycle_momentum=r.cycle_momentum,
                                 div_factor=r.div_factor, final_div_factor=r.final_div_factor,
                                 three_phase=r.three_phase), True
     if r.scheduler == "cosine":
@@ -292,8 +293,8 @@ def fit(model: nn.Module, data: Splits | Split, recipe: Recipe, device: str | to
                 message = (f"the loss became {train_loss} in epoch {epoch}: training diverged "
                            f"(lower lr {recipe.lr:g} or set grad_clip)")
                 break
-            plateau = isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau)
-            if not per_batch and sched is not None and not plateau:
+            plateau = sched if isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau) else None
+            if not per_batch and sched is not None and plateau is None:
                 sched_step(sched)
 
             metrics: dict[str, float] = {
@@ -309,9 +310,8 @@ def fit(model: nn.Module, data: Splits | Split, recipe: Recipe, device: str | to
                     message = f"the validation loss became {val_loss} after epoch {epoch}: the weights diverged"
                     break
                 metrics.update(val_loss=val_loss / len(held), val_acc=val_correct / len(held))
-            if plateau:  # one metric read on the host per epoch: validation accuracy, else the training loss
-                assert sched is not None
-                sched.step(metrics["val_acc"] if isinstance(data, Splits) and "val_acc" in metrics
+            if plateau is not None:  # one metric read on the host per epoch: validation accuracy, else training loss
+                plateau.step(metrics["val_acc"] if isinstance(data, Splits) and "val_acc" in metrics
                            else metrics["train_loss"])
             metrics.update(seconds=time.perf_counter() - t0, train_seconds=train_seconds,
                            images_per_second=seen / train_seconds, lr=lr)
