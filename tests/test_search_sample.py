@@ -181,3 +181,30 @@ def test_the_space_file_reader_raises_nothing_but_spec_error(tmp_path_factory, t
         load_space(f)
     except SpecError:
         pass
+
+
+def test_a_space_file_can_search_the_new_schedulers_inits_and_crops(tmp_path):
+    f = tmp_path / "space.yaml"
+    f.write_text("scheduler: {choices: [onecycle, multistep, plateau]}\n"
+                 "init: {choices: [default, kaiming, xavier]}\n"
+                 "anneal: {choices: [cos, linear]}\n"
+                 "cycle_momentum: {choices: [false, true]}\n"
+                 "three_phase: {choices: [false, true]}\n"
+                 "div_factor: {low: 5, high: 50}\n"
+                 "resized_crop: {low: 0.0, high: 0.5}\n"
+                 "crop_scale_min: {low: 0.3, high: 0.9}\n"
+                 "rotate_fill: {choices: [0.0, 255.0]}\n")
+    space = load_space(f)
+    got = [(t, s) for t, s in _sampled(20_000, 60, seed=2, space=space) if s is not None]
+    assert len(got) >= 55
+    recipes = [s.recipe for _, s in got]
+    assert {r.scheduler for r in recipes} == {"onecycle", "multistep", "plateau"}
+    assert {r.init for r in recipes} == {"default", "kaiming", "xavier"}
+    for r in recipes:
+        if r.scheduler == "multistep":
+            assert r.milestones and all(1 <= m <= 10 for m in r.milestones)
+        if r.scheduler == "onecycle":
+            assert 5 <= r.div_factor <= 50
+        assert 0.3 <= r.augment.crop_scale[0] <= 0.9 or not r.augment.resized_crop
+    for trial, spec in got[:20]:
+        assert sample(optuna.trial.FixedTrial(trial.params), space, 20_000, epochs=10) == spec

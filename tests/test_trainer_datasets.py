@@ -197,3 +197,19 @@ def test_a_data_dir_that_does_not_match_an_exported_spec_is_refused_in_one_line(
     # MNIST data for a 3x32x32 spec: another kind, told so, but it does not fit
     assert train_main([str(out), "--dataset", "mnist", "--device", "cpu"]) == 2
     assert "inputs and 3 classes" in capsys.readouterr().err
+
+
+def test_a_study_resumed_on_other_data_is_refused_in_one_line(tmp_path, capsys):
+    a = _idx_dataset(tmp_path / "a", n=120)
+    b = _idx_dataset(tmp_path / "b", n=150)
+    args = ["--budget", "3000", "--epochs", "1", "--train-limit", "60", "--val", "20", "--device", "cpu",
+            "--dataset", "idx", "--storage", str(tmp_path / "s.log"), "--out", str(tmp_path / "best.yaml"), "--quiet"]
+    assert search_main([*args, "--trials", "1", "--data-dir", str(a)]) == 0
+    spec = load(tmp_path / "best.yaml")
+    assert spec.input == (1, 12, 16) and spec.classes == 4 and spec.info["dataset"]["name"] == "idx"
+    capsys.readouterr()
+    assert search_main([*args, "--trials", "2", "--data-dir", str(b)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --data-dir: study 'budget-3000' was run on idx data") and err.count("\n") == 1
+    assert search_main([*args, "--trials", "1", "--dataset", "cifar", "--data-dir", str(a)]) == 2
+    assert "--dataset: dataset must be one of mnist, fashion, idx, folder" in capsys.readouterr().err
