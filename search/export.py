@@ -112,6 +112,11 @@ def _summary(spec: NetSpec) -> list[str]:
         vers = prov.get("versions") or {}
         if vers:
             lines.append("versions: " + ", ".join(f"{k} {v}" for k, v in vers.items()))
+    data = info.get("dataset") or {}
+    if data.get("name"):
+        shape = "x".join(str(v) for v in data.get("input", ()))
+        lines.append(f"data: {data['name']}, {shape} inputs, {data.get('classes', '?')} classes, "
+                     f"SHA-256 {str(data.get('sha256', '?'))[:16]}...")
     m = info.get("metrics") or {}
     if "val_acc" in m:
         search = info.get("search") or {}

@@ -213,3 +213,13 @@ def test_a_study_resumed_on_other_data_is_refused_in_one_line(tmp_path, capsys):
     assert err.startswith("error: --data-dir: study 'budget-3000' was run on idx data") and err.count("\n") == 1
     assert search_main([*args, "--trials", "1", "--dataset", "cifar", "--data-dir", str(a)]) == 2
     assert "--dataset: dataset must be one of mnist, fashion, idx, folder" in capsys.readouterr().err
+
+
+def test_an_exported_specs_header_names_its_data(tmp_path):
+    root = _idx_dataset(tmp_path / "d", n=120)
+    out = tmp_path / "best.yaml"
+    assert search_main(["--budget", "3000", "--trials", "1", "--epochs", "1", "--train-limit", "60", "--val", "20",
+                        "--device", "cpu", "--dataset", "idx", "--data-dir", str(root), "--storage",
+                        str(tmp_path / "s.log"), "--out", str(out), "--quiet"]) == 0
+    sha = dataset_info(root, dataset="idx").sha256
+    assert f"# data: idx, 1x12x16 inputs, 4 classes, SHA-256 {sha[:16]}..." in out.read_text()
