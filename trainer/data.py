@@ -138,12 +138,13 @@ class Info:
                 "mean": list(self.mean), "std": list(self.std), "train_images": self.train_images}
 
 
-_info_cache: dict[tuple[str, int, int, int], Info] = {}
+# (name, id(x), id(y)) -> (x, y, Info): the tensors are held, so their ids cannot be reused by other data
+_info_cache: dict[tuple[str, int, int], tuple[torch.Tensor, torch.Tensor, Info]] = {}
 
 
 def _info(name: str, x: torch.Tensor, y: torch.Tensor) -> Info:
-    key = (name, x.data_ptr(), y.data_ptr(), len(x))
-    if key not in _info_cache:
+    key = (name, id(x), id(y))
+    if key not in _info_cache or _info_cache[key][0] is not x or _info_cache[key][1] is not y:
         h = hashlib.sha256(f"{tuple(x.shape)}".encode())
         h.update(x.contiguous().numpy().tobytes())
         h.update(y.contiguous().numpy().tobytes())
@@ -161,9 +162,9 @@ def _info(name: str, x: torch.Tensor, y: torch.Tensor) -> Info:
         std_t = tuple(max(round(float(v) / 255, 4), 1e-4) for v in std)
         if c > 1 and len(set(mean_t)) == 1 and len(set(std_t)) == 1:
             mean_t, std_t = mean_t[:1], std_t[:1]
-        _info_cache[key] = Info(name, (c, x.shape[2], x.shape[3]), int(y.max()) + 1 if len(y) else 0,
-                                mean_t, std_t, h.hexdigest(), len(x))
-    return _info_cache[key]
+        _info_cache[key] = (x, y, Info(name, (c, x.shape[2], x.shape[3]), int(y.max()) + 1 if len(y) else 0,
+                                       mean_t, std_t, h.hexdigest(), len(x)))
+    return _info_cache[key][2]
 
 
 def _train_arrays(data_dir: str | os.PathLike[str] | None, dataset: str,
