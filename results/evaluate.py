@@ -32,6 +32,7 @@ def json_path(spec_path: str | Path) -> Path:
 
 def evaluate_spec(spec: NetSpec, seeds: int = 3, *, data_dir: str | None = None, device: Any = None,
                   epochs: int | None = None, train_limit: int | None = None, dataset: str | None = None,
+                  download: bool = False,
                   log: Callable[[str], None] | None = None, precision: str | None = None) -> dict[str, Any]:
     """Train ``spec`` on train + validation once per seed (``recipe.seed``, ``+1``, ...) and measure the test set.
 
@@ -45,9 +46,10 @@ def evaluate_spec(spec: NetSpec, seeds: int = 3, *, data_dir: str | None = None,
     from trainer.train import train_and_test
 
     dev = _device(device)
-    data = resolve_dataset(dataset, spec.info.get("dataset"), data_dir, input=spec.input, classes=spec.classes)
+    data = resolve_dataset(dataset, spec.info.get("dataset"), data_dir, input=spec.input, classes=spec.classes,
+                           download=download)
     train = load_train(data_dir, dataset=data.name).head(train_limit)
-    test = load_test(data_dir, dataset=data.name)
+    test = load_test(data_dir, dataset=data.name, download=download)
     monitor = train.head(_MONITOR)
     n_epochs = epochs or spec.recipe.epochs
     rows = []
@@ -108,7 +110,8 @@ def _body(argv: Sequence[str] | None) -> int:
                 or (target.exists() and not os.access(target, os.W_OK)):
             raise UsageError(f"cannot write {target}")
     test = evaluate_spec(spec, args.seeds, data_dir=args.data_dir, device=args.device, epochs=args.epochs,
-                         train_limit=args.train_limit, dataset=args.dataset, log=print, precision=args.precision)
+                         train_limit=args.train_limit, dataset=args.dataset, download=args.download,
+                         log=print, precision=args.precision)
     test["versions"] = versions()
     done = dataclasses.replace(spec, info=dict(spec.info) | {"test": test})
     summary = {"spec": str(path), "name": spec.name, "params": spec.info.get("metrics", {}).get("params"),

@@ -90,7 +90,8 @@ def _body(argv: Sequence[str] | None) -> int:
           f"val acc {pct(m.get('val_acc'))}) to {out}")
     if not args.verify:
         return 0
-    v = verify(spec, data_dir=args.data_dir, device=args.device, tolerance=args.tolerance, dataset=args.dataset)
+    v = verify(spec, data_dir=args.data_dir, device=args.device, tolerance=args.tolerance, dataset=args.dataset,
+               download=args.download)
     for line in v.lines():
         print(line)
     if v.ok and v.val_reproduced is not None:  # record the reproduction beside the original figures

@@ -68,7 +68,7 @@ def tolerance_for(acc: float, n_val: int) -> float:
 
 
 def verify(spec: NetSpec, *, retrain: bool = True, data_dir: str | None = None, device: Any = None,
-           tolerance: float | None = None, dataset: str | None = None) -> Verdict:
+           tolerance: float | None = None, dataset: str | None = None, download: bool = False) -> Verdict:
     """Check a spec against what ``spec.info`` records (metrics.params, metrics.val_acc, search.*).
 
     The parameter count is checked first; a mismatch fails at once, without training.
@@ -94,7 +94,8 @@ def verify(spec: NetSpec, *, retrain: bool = True, data_dir: str | None = None, 
         return v
     if v.val_recorded is None:
         v.notes.append("no validation accuracy recorded (trial not completed): nothing to compare the re-training with")
-    acc, seconds, dev, n_val = retrain_val(spec, data_dir=data_dir, device=device, dataset=dataset)
+    acc, seconds, dev, n_val = retrain_val(spec, data_dir=data_dir, device=device, dataset=dataset,
+                                           download=download)
     v.val_reproduced, v.seconds, v.device = acc, seconds, dev
     if v.val_recorded is not None:
         v.tolerance = tolerance if tolerance is not None else tolerance_for(v.val_recorded, n_val)
@@ -105,7 +106,8 @@ def verify(spec: NetSpec, *, retrain: bool = True, data_dir: str | None = None, 
 
 
 def retrain_val(spec: NetSpec, *, data_dir: str | None = None, device: Any = None,
-                precision: str | None = None, dataset: str | None = None) -> tuple[float, float, str, int]:
+                precision: str | None = None, dataset: str | None = None,
+                download: bool = False) -> tuple[float, float, str, int]:
     """Train ``spec`` as the search trained it (same data, split and seed); (val_acc, seconds, device, n_val).
 
     ``dataset``: default the spec's ``info["dataset"]``, else MNIST; data of that kind with another content
@@ -126,10 +128,11 @@ def retrain_val(spec: NetSpec, *, data_dir: str | None = None, device: Any = Non
         spec = with_epochs(spec, int(search["epochs"]))
     dev = _device(device)
     info = resolve_dataset(dataset, spec.info.get("dataset"), data_dir, input=spec.input,
-                           classes=spec.classes)
+                           classes=spec.classes, download=download)
     # the split the search trained on: search.run seeds it with --seed, recorded as search.seed
     data = load_splits(data_dir, dataset=info.name, val=int(search.get("val", 5000)),
-                       limit=search.get("train_limit") or None, seed=int(search.get("seed", spec.recipe.seed)), device=dev)
+                       limit=search.get("train_limit") or None, seed=int(search.get("seed", spec.recipe.seed)),
+                       device=dev)
     torch.manual_seed(spec.recipe.seed)
     model = build(spec)
     t0 = time.perf_counter()
@@ -155,7 +158,7 @@ def _body(argv: Sequence[str] | None) -> int:
     args = p.parse_args(argv)
     spec = load(args.spec)
     v = verify(spec, retrain=not args.no_train, data_dir=args.data_dir, device=args.device, tolerance=args.tolerance,
-               dataset=args.dataset)
+               dataset=args.dataset, download=args.download)
     for line in v.lines():
         print(line)
     return 0 if v.ok else 1

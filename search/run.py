@@ -325,7 +325,8 @@ class _Data:
             limit = self.args.train_limit if _legacy(self.args) else None
             try:
                 self.cache[seed] = load_splits(self.args.data_dir, dataset=self.args.dataset, val=self.args.val,
-                                               limit=limit, seed=seed, device=self.device)
+                                               limit=limit, seed=seed, device=self.device,
+                                               download=self.args.download)
             except ValueError as e:
                 raise SpecError(str(e), "--val/--train-limit") from None
         return self.cache[seed]
@@ -539,7 +540,8 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
     from trainer.data import dataset_shape
 
     try:
-        args.data_shape = dataset_shape(args.data_dir, dataset=args.dataset)  # headers only, where the kind can
+        args.data_shape = dataset_shape(args.data_dir, dataset=args.dataset,  # headers only, where the kind can
+                                        download=args.download)
     except ValueError as e:
         raise UsageError(f"--dataset: {e}") from None
     smallest = smallest_params(space, classes=args.data_shape[1], input=args.data_shape[0])

@@ -102,6 +102,8 @@ def dataset_arg(p: argparse.ArgumentParser, default: str | None) -> None:
     needs no torch)."""
     p.add_argument("--dataset", metavar="NAME", default=default,
                    help=f"{DATASET_HELP}; default: " + (default or "the spec's, else mnist"))
+    p.add_argument("--download", action="store_true",
+                   help="mnist, fashion: fetch missing files through torchvision into the data dir (needs a network)")
 
 
 def _data_error(e: BaseException) -> bool:

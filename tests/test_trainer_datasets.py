@@ -223,3 +223,27 @@ def test_an_exported_specs_header_names_its_data(tmp_path):
                         str(tmp_path / "s.log"), "--out", str(out), "--quiet"]) == 0
     sha = dataset_info(root, dataset="idx").sha256
     assert f"# data: idx, 1x12x16 inputs, 4 classes, SHA-256 {sha[:16]}..." in out.read_text()
+
+
+def test_download_fetches_missing_files_through_torchvision_into_the_data_dir(tmp_path, monkeypatch):
+    """No network here: torchvision's MNIST class is replaced by one that 'downloads' the project's copy."""
+    import shutil
+
+    import torchvision.datasets
+
+    calls = []
+
+    class FakeMNIST:
+        def __init__(self, root, train, download):
+            calls.append((root, train, download))
+            raw = Path(root) / "MNIST" / "raw"
+            raw.mkdir(parents=True, exist_ok=True)
+            for f in RAW.glob(f"{'train' if train else 't10k'}-*"):
+                shutil.copy2(f, raw / f.name)
+
+    monkeypatch.setattr(torchvision.datasets, "MNIST", FakeMNIST)
+    with pytest.raises(DataError, match="missing"):
+        load_train(tmp_path)  # without download: never fetched
+    assert not calls
+    got = load_test(tmp_path, download=True)
+    assert len(got) == 10000 and calls and all(c[2] for c in calls)

@@ -183,9 +183,9 @@ def main(argv: list[str] | None = None) -> int:
         if out.is_dir():
             raise _UsageError(f"--out: is a folder: {out}")
         data = resolve_dataset(args.dataset, spec.info.get("dataset"), args.data_dir, input=spec.input,
-                               classes=spec.classes)
+                               classes=spec.classes, download=args.download)
         train = load_train(args.data_dir, dataset=data.name).head(args.train_limit or None)
-        test = load_test(args.data_dir, dataset=data.name)
+        test = load_test(args.data_dir, dataset=data.name, download=args.download)
     except (SpecError, DataError, _UsageError, ValueError) as e:
         print(f"train: error: {_one_line(e)}", file=sys.stderr)
         return 2
