@@ -247,3 +247,11 @@ def test_download_fetches_missing_files_through_torchvision_into_the_data_dir(tm
     assert not calls
     got = load_test(tmp_path, download=True)
     assert len(got) == 10000 and calls and all(c[2] for c in calls)
+
+
+@pytest.mark.parametrize("shape", [(1, 20, 24), (4, 10, 10)], ids=["grey-20x24", "rgba-10x10"])
+def test_folder_kind_reads_any_channel_count_and_size(tmp_path, shape):
+    root = _folder_dataset(tmp_path / "imgs", per_class=4, classes=2, shape=shape)
+    assert dataset_shape(root, dataset="folder") == (shape, 2)
+    train = load_train(root, dataset="folder")
+    assert train.x.shape == (8, *shape) and len(train.mean) in (1, shape[0])

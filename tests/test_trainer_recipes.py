@@ -211,3 +211,32 @@ def test_each_init_scheme_gives_the_weights_nn_init_gives(scheme):
     torch.manual_seed(3)
     default = build(NetSpec(spec.layers, input=spec.input))
     assert not torch.equal(next(default.parameters()), next(got.parameters()))
+
+
+class _Stop(Exception):
+    pass
+
+
+@pytest.mark.parametrize("opts", [
+    {"scheduler": "plateau", "factor": 0.5, "patience": 0, "lr": 0.5},
+    {"scheduler": "multistep", "milestones": (2,), "gamma": 0.3},
+    {"scheduler": "onecycle", "cycle_momentum": True, "anneal": "linear", "three_phase": True},
+], ids=["plateau", "multistep", "onecycle-cycle-momentum"])
+def test_an_interrupted_run_resumed_from_its_checkpoint_equals_an_uninterrupted_one(tmp_path, opts):
+    spec = _spec(epochs=4, **opts)
+    data = Splits(_data(), _data(30, seed=1))
+    torch.manual_seed(0)
+    whole = fit(build(spec), data, spec.recipe, "cpu", threads=1)
+
+    def stop_after_two(epoch, m):
+        if epoch == 2:
+            raise _Stop
+
+    ckpt = tmp_path / "c.pt"
+    torch.manual_seed(0)
+    with pytest.raises(_Stop):
+        fit(build(spec), data, spec.recipe, "cpu", report=stop_after_two, checkpoint=ckpt, threads=1)
+    torch.manual_seed(0)
+    resumed = fit(build(spec), data, spec.recipe, "cpu", resume=ckpt, threads=1)
+    assert [m["lr"] for m in resumed.epochs] == [m["lr"] for m in whole.epochs]
+    assert resumed.final["val_loss"] == whole.final["val_loss"]
