@@ -1,4 +1,7 @@
-"""The trainer: MNIST on the training device, batched augmentation, and the loop every trial runs.
+"""The trainer: the data on the training device, batched augmentation, and the loop every trial runs.
+
+The data are one of :mod:`trainer.datasets`' kinds (mnist, fashion, idx, folder), read, checked and
+normalised by their training images' own statistics in :mod:`trainer.data`.
 
     from trainer import load_splits, fit
     data = load_splits(device=dev)                 # train / val; never the test set
@@ -22,10 +25,22 @@ when contended but 80 ms instead of 53 ms when idle.
 """
 
 from trainer.augment import augment
-from trainer.data import DataError, Split, Splits, load_splits, load_test, load_train, split
+from trainer.data import (
+    DataError,
+    Info,
+    Split,
+    Splits,
+    dataset_info,
+    load_splits,
+    load_test,
+    load_train,
+    resolve_dataset,
+    split,
+)
 from trainer.loop import METRICS, PRECISIONS, Evaluation, FitResult, evaluate, fit, resolve_device, resolve_precision
 
 __all__ = [
-    "augment", "DataError", "Split", "Splits", "load_splits", "load_test", "load_train", "split",
+    "augment", "DataError", "Info", "Split", "Splits", "dataset_info", "load_splits", "load_test", "load_train",
+    "resolve_dataset", "split",
     "METRICS", "PRECISIONS", "Evaluation", "FitResult", "evaluate", "fit", "resolve_device", "resolve_precision",
 ]

@@ -1,4 +1,4 @@
-"""Train a spec with its recipe on all 60,000 training images, then measure it once on the test set.
+"""Train a spec with its recipe on all its training images (MNIST's 60,000), then measure it once on the test set.
 
     python -m trainer.train SPEC.yaml [--epochs N] [--seeds K] [--device D]
         [--data-dir DIR] [--dataset mnist|fashion|idx|folder] [--out PATH] [--train-limit N] [--compile]
@@ -85,7 +85,7 @@ def _parser() -> _Parser:
     dataset_arg(p, None)
     p.add_argument("--out", help="the result JSON (default: SPEC.result.json beside the spec)")
     p.add_argument("--train-limit", type=_count("--train-limit", 0), default=0,
-                   help="train on the first N training images only (0: all 60,000)")
+                   help="train on the first N training images only (0: all of them)")
     p.add_argument("--compile", action="store_true", help="torch.compile the model (slow to start)")
     p.add_argument("--precision", choices=PRECISIONS,
                    help="forward passes in fp32 or under bf16 autocast (default: bf16 on CUDA and on a CPU "
