@@ -2,7 +2,7 @@
 
     python bench/bench_trainer.py [--epochs 2] [--device D] [--train-limit N]
         [--data-dir DIR] [--reference PATH] [--order ours-first|reference-first] [--workers N]
-        [--graphs auto|on|off|both] [--compile] [--precision auto|fp32|bf16|both]
+        [--graphs auto|on|off|both] [--compile] [--precision auto|fp32|bf16|both] [--fresh]
 
 Both train ``space/zoo/seed000_19642.yaml`` (the reference's network, 19,642
 parameters) with its recipe: SGD 0.01 / momentum 0.9 / weight decay 1e-4,
@@ -17,6 +17,10 @@ our trainer with CUDA graphs (``on``; the default on CUDA), without
 falls in the first epoch).  ``--precision``: our trainer in fp32, under bf16
 autocast, or both one after the other (the default on the CPU: ``both``; on
 CUDA ``auto``, the trainer's own choice, bf16).
+
+``--fresh``: instead, each as a fresh process timed from start to exit (start-up, data, training,
+the test evaluation): the reference, then ``python -m trainer.train`` on the same spec in each
+precision, with their wall-clock ratios.
 
 Printed: the training seconds of each epoch for each (evaluation excluded, as
 the reference counts it) and their ratio, reference / ours; then one line per
@@ -124,6 +128,33 @@ def run_reference(script: Path, epochs: int, device: torch.device, data_dir: Pat
     return records
 
 
+def run_fresh(script: Path, epochs: int, device: torch.device, data_dir: Path, ref_dir: Path, limit: int | None,
+              workers: int, precisions: list[str]) -> int:
+    """Each run a fresh process, timed from its start to its exit."""
+    runs = {"reference": [sys.executable, str(script), "--data-dir", str(ref_dir), "--epochs", str(epochs),
+                          "--device", str(device), "--train-limit", str(limit or 0), "--workers", str(workers)]}
+    with tempfile.TemporaryDirectory(prefix="bench-spec-") as tmp:
+        spec = Path(tmp) / SPEC.name
+        shutil.copy2(SPEC, spec)
+        for prec in precisions:
+            runs[f"ours {prec}"] = [sys.executable, "-m", "trainer.train", str(spec), "--epochs", str(epochs),
+                                    "--device", str(device), "--data-dir", str(data_dir), "--precision", prec,
+                                    "--train-limit", str(limit or 0), "--out", str(Path(tmp) / f"{prec}.json")]
+        wall = {}
+        for name, cmd in runs.items():
+            t0 = time.perf_counter()
+            r = subprocess.run(cmd, cwd=str(ROOT), capture_output=True, text=True)
+            wall[name] = time.perf_counter() - t0
+            if r.returncode:
+                raise SystemExit(f"bench: {name} exited with status {r.returncode}: {r.stderr[-500:]}")
+            print(f"  {name:<12} {wall[name]:7.2f} s wall ({epochs} epoch(s) and the test evaluation, "
+                  f"from a fresh process)", flush=True)
+    print(f"\nwall clock of a fresh process, {epochs} epoch(s) train + test (load now {os.getloadavg()[0]:.2f})")
+    for name, s in wall.items():
+        print(f"  {name:<12} {s:7.2f} s  reference/this {wall['reference'] / s:5.2f}x")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--epochs", type=int, default=2)
@@ -137,6 +168,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--compile", action="store_true", help="torch.compile our model")
     p.add_argument("--precision", choices=("auto", "fp32", "bf16", "both"),
                    help="our trainer in fp32, bf16 autocast or both (default: both on the CPU, auto on CUDA)")
+    p.add_argument("--fresh", action="store_true",
+                   help="time each run as a fresh process from start to exit, train + test")
     p.add_argument("--workers", type=int, default=2,
                    help="the reference's DataLoader workers (2, its default; a 16-core GPU machine: 12)")
     a = p.parse_args(argv)
@@ -155,6 +188,9 @@ def main(argv: list[str] | None = None) -> int:
           f"load {os.getloadavg()[0]:.2f}", flush=True)
     with tempfile.TemporaryDirectory(prefix="bench-mnist-") as tmp:
         ref_dir = _reference_data(root, Path(tmp))
+        if a.fresh:
+            return run_fresh(a.reference, a.epochs, device, root, ref_dir, limit, a.workers,
+                             [str(x) for x in precisions])
         variants = {"auto": [None], "on": [True], "off": [False], "both": [False, True]}[a.graphs]
         ours: dict[str, list[dict[str, float]]] = {}
         ref: list[dict[str, float]] = []

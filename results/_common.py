@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
-import sys
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +13,7 @@ from search.storage import DEFAULT_STORAGE, get_storage, is_rdb, mask_url
 from search.study import best
 from space.cli import Parser, UsageError, positive_int, run_main
 from space.io import write_atomic
-from space.spec import NetSpec, SpecError
+from space.spec import SpecError
 
 __all__ = ["UsageError", "Parser", "positive_int", "storage_url", "open_study", "choose_trial", "render", "write_text",
            "now_utc", "pct", "device", "run_main"]

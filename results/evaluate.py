@@ -63,7 +63,7 @@ def evaluate_spec(spec: NetSpec, seeds: int = 3, *, data_dir: str | None = None,
                      "train_seconds": round(result.seconds, 1), "precision": result.precision})
         if log:
             log(f"seed {seed}: test accuracy {pct(ev.acc)} ({result.seconds:.1f}s)")
-    accs = [r["acc"] for r in rows]
+    accs = [float(r["acc"]) for r in rows]  # type: ignore[arg-type]
     return {
         "acc_mean": round(statistics.fmean(accs), 5),
         "acc_std": round(statistics.stdev(accs), 5) if len(accs) > 1 else 0.0,

@@ -113,7 +113,7 @@ def _empty(path: Path, title: str, why: str) -> None:
 def plot_history(trials: Sequence[Any], path: Path) -> None:
     plt = _plt()
     fig, ax = plt.subplots(figsize=(10, 4.5))
-    pts = [(t.number, _last(t), t) for t in trials if _last(t) is not None]
+    pts = [(t.number, v, t) for t in trials if (v := _last(t)) is not None]
     if not pts:
         plt.close(fig)
         return _empty(path, "Optimisation history", "no trial reported an accuracy yet")
@@ -161,7 +161,7 @@ def plot_pareto(trials: Sequence[Any], path: Path, budget: int | None) -> None:
                  marker="x", c=_C["PRUNED"], alpha=0.5, label="pruned (last epoch)")
     _scatter(ax, [t.user_attrs["params"] for t in done], [100 * t.value for t in done], floor,
              c=_C["COMPLETE"], alpha=0.8, label="completed", zorder=3)
-    front = pareto_front(trials)
+    front: list[Any] = pareto_front(trials)
     if front:
         ax.step([t.user_attrs["params"] for t in front], _clip([100 * t.value for t in front], floor),
                 where="post", color="tab:red", lw=1.5, zorder=2, label="Pareto front")
@@ -293,7 +293,7 @@ def _seconds(t: Any) -> float | None:
 
 def plot_time(trials: Sequence[Any], path: Path) -> None:
     plt = _plt()
-    pts = [(t.number, _seconds(t), t.state.name) for t in trials if _seconds(t) is not None]
+    pts = [(t.number, float(s), t.state.name) for t in trials if (s := _seconds(t)) is not None]
     if not pts:
         return _empty(path, "Time per trial", "no finished trial yet")
     fig, ax = plt.subplots(figsize=(8, 4))
@@ -316,12 +316,34 @@ def _md_table(rows: list[list[str]], head: list[str]) -> list[str]:
     return ["| " + " | ".join(head) + " |", rule] + ["| " + " | ".join(r) + " |" for r in rows]
 
 
-def write_report(study: Any, out: str | Path, storage_url: str | None = None, top: int = 10) -> Path:
-    """Write ``report.md`` and the plots into ``out``; returns the report's path."""
-    from search.export import trial_spec
+def across_budgets(studies: Sequence[Any]) -> list[str]:
+    """Markdown: each study's budget and best trial, and the Pareto front over all their trials."""
     from search.study import best as _best
     from search.study import pareto_front
+
+    rows, tagged = [], []
+    for st in sorted(studies, key=lambda st: -int(st.user_attrs.get("budget", 0))):
+        trials = st.get_trials(deepcopy=False)
+        tagged += [(t, st.study_name) for t in trials]
+        b = _best(trials)
+        rows.append([f"{st.user_attrs.get('budget', 0):,}", f"`{st.study_name}`", pct(b.value if b else None),
+                     f"{b.user_attrs.get('params', 0):,}" if b else "-", str(b.number) if b else "-"])
+    where = {id(t): name for t, name in tagged}
+    front = pareto_front([t for t, _ in tagged])
+    return (["## Across budgets", ""] + _md_table(rows, ["budget", "study", "best val acc", "params", "trial"])
+            + ["", "Pareto front over the trials of all these studies (validation accuracy against parameters):", ""]
+            + _md_table([[f"`{where[id(t)]}`", str(t.number), f"{t.user_attrs['params']:,}", pct(t.value)]
+                         for t in front], ["study", "trial", "params", "val acc"]) + [""])
+
+
+def write_report(study: Any, out: str | Path, storage_url: str | None = None, top: int = 10,
+                 others: Sequence[Any] = ()) -> Path:
+    """Write ``report.md`` and the plots into ``out``; returns the report's path.  ``others``: the other
+    studies of a multi-budget search, for a section across budgets."""
+    from search.export import trial_spec
     from search.storage import mask_url
+    from search.study import best as _best
+    from search.study import pareto_front
     from space.analysis import format_table
 
     out = Path(out)
@@ -392,6 +414,8 @@ def write_report(study: Any, out: str | Path, storage_url: str | None = None, to
     if imp:
         lines += _md_table([[k, f"{v:.3f}"] for k, v in list(imp.items())[:10]], ["parameter", "importance"]) + [""]
     lines += ["## Time per trial", "", f"![time per trial]({PLOTS['time']})", ""]
+    if others:
+        lines += across_budgets([study, *others])
     report = out / "report.md"
     write_text(report, "\n".join(lines))
     return report
@@ -420,9 +444,21 @@ def _body(argv: Sequence[str] | None) -> int:
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out} is a file; give a folder")
     study, url = open_study(args.storage, args.study)
-    report = write_report(study, out, url, top=args.top)
+    others = [st for st in _budget_studies(study) if st.study_name != study.study_name]
+    report = write_report(study, out, url, top=args.top, others=others)
     print(f"report: {report} ({', '.join(PLOTS.values())})")
     return 0
+
+
+def _budget_studies(study: Any) -> list[Any]:
+    """The studies of ``study``'s storage that a search made (they record a budget)."""
+    import optuna
+
+    out = []
+    for s in optuna.get_all_study_summaries(study._storage, include_best_trial=False):
+        if "budget" in s.user_attrs:
+            out.append(optuna.load_study(study_name=s.study_name, storage=study._storage))
+    return out
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -133,10 +133,9 @@ class Objective:
         t0 = time.perf_counter()
         try:
             model = build(spec)
-            kw = {"precision": self.precision} if self.precision else {}
             try:
                 result = fit(model, data, spec.recipe, self.device, report=report, checkpoint=ckpt, resume=resume,
-                             **kw)
+                             precision=self.precision)
             except ValueError as e:
                 if resume is None or "checkpoint" not in str(e):
                     raise
@@ -145,7 +144,8 @@ class Objective:
                 seconds.clear()
                 torch.manual_seed(spec.recipe.seed)
                 model = build(spec)
-                result = fit(model, data, spec.recipe, self.device, report=report, checkpoint=ckpt, **kw)
+                result = fit(model, data, spec.recipe, self.device, report=report, checkpoint=ckpt,
+                             precision=self.precision)
         except optuna.TrialPruned:
             _drop(ckpt)
             raise
@@ -184,25 +184,30 @@ def measure_rates(specs: list[NetSpec], data: Any, device: torch.device, *, batc
     from trainer.loop import evaluate, fit
 
     train_rates, eval_rates = [], []
-    kw = {"precision": precision} if precision else {}
     for spec in specs:
         bs = spec.recipe.batch_size
         sub = data.train.head(min(len(data.train), bs * batches))
         stamps: list[float] = []
         torch.manual_seed(0)
         model = build(spec)
-        r = fit(model, sub, spec.recipe, device, epochs=1, progress=lambda i, n: stamps.append(time.perf_counter()),
-                **kw)
+        r = fit(model, sub, spec.recipe, device, epochs=1,
+                progress=_stamper(stamps), precision=precision)
         if r.status == "ok" and len(stamps) > skip + 1:
             train_rates.append(bs * (len(stamps) - 1 - skip) / max(stamps[-1] - stamps[skip], 1e-6))
         held = data.val.head(min(len(data.val), 2000))
         t0 = time.perf_counter()
-        evaluate(model, held, device, **kw)
+        evaluate(model, held, device, precision=precision)
         eval_rates.append(len(held) / max(time.perf_counter() - t0, 1e-6))
         _release(device)
     if not train_rates:
         raise RuntimeError("could not measure the training speed: every probe network failed")
     return statistics.median(train_rates), statistics.median(eval_rates)
+
+
+def _stamper(stamps: list[float]) -> Callable[[int, int], None]:
+    def stamp(step: int, steps: int) -> None:
+        stamps.append(time.perf_counter())
+    return stamp
 
 
 def _would_be_best(trial: optuna.Trial, value: float) -> bool:

@@ -117,7 +117,7 @@ def _counts(levels: int, cost: list[float], avail: float, min_ratio: int) -> lis
         n[i + 1] = min(n[i + 1], n[i] // min_ratio)
     if n[-1] < 1:
         return None
-    n[0] += int((avail - sum(k * c for k, c in zip(n, cost))) // cost[0])
+    n[0] += int((avail - sum(k * c for k, c in zip(n, cost, strict=True))) // cost[0])
     return n
 
 
@@ -195,7 +195,7 @@ def plan_from_rows(rows: object, where: str = "--plan") -> Plan:
         if out and (vals[0] >= out[-1][0] or vals[1] < out[-1][1] or vals[2] < out[-1][2]):
             raise ValueError(f"{where}: rung {i}: a rung must have fewer trials than the one below, on at least "
                              "as many images for at least as many epochs")
-        out.append(vals)  # type: ignore[arg-type]
+        out.append((vals[0], vals[1], vals[2]))
     rungs = tuple(Rung(n, m, e, out[i + 1][0] if i + 1 < len(out) else 0, float(n * m * e))
                   for i, (n, m, e) in enumerate(out))
     return Plan(rungs, 0.0, 0.0, 0.0, "")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, TextIO
 
 from optuna.trial import FrozenTrial, TrialState
@@ -24,13 +24,17 @@ def _epoch_cost(rg: Rung) -> float:
     return rg.seconds / max(1, rg.trials) / max(1, rg.epochs)
 
 
-def eta_seconds(rungs: Sequence[Rung], trials: Sequence[FrozenTrial], started: float, now: float) -> float | None:
+def eta_seconds(rungs: Sequence[Rung], trials: Sequence[FrozenTrial], started: float, now: float,
+                closed: Callable[[int], bool] | None = None) -> float | None:
     """Seconds until the plan is done: the planned seconds of the epochs still to train, times the ratio
-    of the time this run has taken to the planned seconds of the epochs it trained (None before any)."""
+    of the time this run has taken to the planned seconds of the epochs it trained (None before any).
+    A rung that ``closed(r)`` says is closed trains no more trials than it has."""
     left = done = 0.0
     for r, rg in enumerate(rungs):
         mine = [t for t in trials if rung(t) == r and counts(t)]
         target = rg.trials if r == 0 else (len(mine) or rg.trials)
+        if closed is not None and r < len(rungs) - 1 and closed(r):
+            target = len(mine)
         cost = _epoch_cost(rg)
         left += max(0, target - len(mine)) * rg.epochs * cost
         for t in mine:
@@ -47,14 +51,15 @@ def eta_seconds(rungs: Sequence[Rung], trials: Sequence[FrozenTrial], started: f
 class EpochLine:
     """``trial 12  rung 1  epoch 3/4  val 98.12%  4.1s  | 14/90 trials done, ETA 31m``, after each epoch."""
 
-    def __init__(self, rungs: Sequence[Rung], started: float, out: TextIO | None = None) -> None:
-        self.rungs, self.started, self.out = rungs, started, out
+    def __init__(self, rungs: Sequence[Rung], started: float, out: TextIO | None = None,
+                 closed: Callable[[int], bool] | None = None) -> None:
+        self.rungs, self.started, self.out, self.closed = rungs, started, out, closed
 
     def __call__(self, trial: Any, epoch: int, epochs: int, m: dict[str, Any]) -> None:
         trials = trial.study.get_trials(deepcopy=False)
         done = len(counted_finished(trials))
         total = sum(r.trials for r in self.rungs)
-        eta = eta_seconds(self.rungs, trials, self.started, time.time())
+        eta = eta_seconds(self.rungs, trials, self.started, time.time(), self.closed)
         r = int(trial.user_attrs.get("rung", 0))
         where = f"  rung {r}" if len(self.rungs) > 1 else ""
         print(f"  trial {trial.number:>3}{where}  epoch {epoch}/{epochs}  val {pct(float(m['val_acc'])):>7}  "

@@ -88,6 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)   # a child of --jobs N
     p.add_argument("--deadline", type=float, help=argparse.SUPPRESS)         # absolute time, from the parent
     p.add_argument("--closes", help=argparse.SUPPRESS)                        # rung closing times, from the parent
+    p.add_argument("--siblings", type=int, help=argparse.SUPPRESS)            # the parent's --jobs
     return p
 
 
@@ -269,7 +270,7 @@ def _warm_start(study: Any, rung0: Any, others: Sequence[Outcome], k: int) -> li
     from search.schedule import fresh_attrs
 
     have = {t.user_attrs.get("warm") for t in study.get_trials(deepcopy=False)}
-    added = []
+    added: list[str] = []
     for o in others:
         if o.best is None or not o.best.params or len(added) >= k:
             continue
@@ -315,7 +316,8 @@ class _Data:
     """The train and validation splits, loaded once per split seed (the search never opens the test files)."""
 
     def __init__(self, args: argparse.Namespace, device: Any) -> None:
-        self.args, self.device, self.cache = args, device, {}  # type: dict[int, Any]
+        self.args, self.device = args, device
+        self.cache: dict[int, Any] = {}
 
     def get(self, seed: int) -> Any:
         from trainer.data import load_splits
@@ -377,7 +379,7 @@ def _search(args: argparse.Namespace, argv: list[str], budget: int, name: str, s
     elif made and plan is not None and plan.budget_seconds > 0:
         closes = [started + d for d in plan.deadlines()]
     work = Work(rungs=rungs, closes=closes, deadline=args.deadline, host=WORKER.rsplit(":", 1)[0],
-                storage_url=args.storage)
+                storage_url=args.storage, jobs=args.siblings or args.jobs)
     printer = Printer(sum(r.trials for r in rungs), budget, quiet=args.quiet, rungs=len(rungs))
     if not args.worker:
         printer.seen |= {t.number for t in study.get_trials(deepcopy=False) if t.state.is_finished()}
@@ -389,6 +391,7 @@ def _search(args: argparse.Namespace, argv: list[str], budget: int, name: str, s
             cmd += ["--deadline", str(args.deadline)]
         if closes:
             cmd += ["--closes", ",".join(f"{c:.3f}" for c in closes)]
+        cmd += ["--siblings", str(args.jobs)]
         died = spawn_workers(cmd, args.jobs, study, printer, work)
         if died < 0:  # a worker stopped on an error it printed (a full disk, the database gone): so do we
             return Outcome(budget, name, None, None, False, fatal=True)
@@ -400,7 +403,7 @@ def _search(args: argparse.Namespace, argv: list[str], budget: int, name: str, s
                               input=args.data_shape[0], classes=args.data_shape[1],
                               seed=args.seed, study_name=name, weights_dir=study_dir(adir / "weights", name),
                               checkpoint_dir=study_dir(adir / "checkpoints", name),
-                              on_epoch=None if args.quiet else EpochLine(rungs, started),
+                              on_epoch=None if args.quiet else EpochLine(rungs, started, closed=work.closed),
                               precision=args.precision)
         worker_loop(study, work, objective, None if args.worker else printer, stop)
     if args.worker:
@@ -454,7 +457,7 @@ def _summary(study: Any, args: argparse.Namespace, budget: int, out: Path, adir:
     if best is None:
         print("no trial completed yet: nothing to export")
         return None, None
-    p = best.user_attrs.get("params")
+    p = int(best.user_attrs.get("params", 0))
     at = f" at rung {best.user_attrs.get('rung', 0)}" if len(rungs) > 1 else ""
     print(f"best: trial {best.number}{at}, {p:,} params ({p / budget:.0%} of {budget:,}), val acc {pct(best.value)}")
     print("pareto front (val acc vs params):")
@@ -567,7 +570,7 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
     total = args.time or DEFAULT_TIME.get(device.type, DEFAULT_TIME["cpu"])
     t0, data = time.time(), _Data(args, device)
     outcomes: list[Outcome] = []
-    for i, (b, name) in enumerate(zip(args.budget, names)):
+    for i, (b, name) in enumerate(zip(args.budget, names, strict=True)):
         left = max(total - (time.time() - t0), 0.25 * total / len(names)) / (len(names) - i)  # a share of what is left
         outcomes.append(_search(args, argv, b, name, storage, space, data, device, left, outcomes))
         if outcomes[-1].fatal:
@@ -594,12 +597,12 @@ def _strip(argv: list[str], drop: tuple[str, ...], flags: tuple[str, ...] = ()) 
 
 def _worker_argv(argv: list[str], budget: int) -> list[str]:
     return [*_strip(argv, ("--jobs", "--deadline", "--timeout", "--study-name", "--storage", "--budget", "--closes",
-                           "--artifact-dir", "--out", "--out-dir"),
+                           "--artifact-dir", "--out", "--out-dir", "--siblings"),
                     ("--worker", "--enqueue-zoo")), "--budget", str(budget)]
 
 
 def _resume_argv(argv: list[str]) -> list[str]:
-    return _strip(argv, ("--deadline", "--closes"), ("--worker",))
+    return _strip(argv, ("--deadline", "--closes", "--siblings"), ("--worker",))
 
 
 def _mask(argv: list[str]) -> list[str]:

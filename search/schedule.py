@@ -18,7 +18,7 @@ from optuna.trial import FrozenTrial, TrialState
 from search.plan import Rung
 from search.study import counts, rung
 
-__all__ = ["Decision", "decide", "fresh_attrs", "promoted_attrs", "RungPruner"]
+__all__ = ["Decision", "decide", "affordable", "fresh_attrs", "promoted_attrs", "RungPruner"]
 
 
 @dataclass(frozen=True)
@@ -60,6 +60,28 @@ def decide(rungs: Sequence[Rung], trials: Sequence[FrozenTrial], closed: Callabl
         if running:
             return Decision("wait", r)
     return Decision("done", last)
+
+
+def affordable(rungs: Sequence[Rung], r: int, sources: Sequence[FrozenTrial], seconds_left: float,
+               jobs: int = 1) -> int:
+    """How many of the ``sources`` promoted to rung ``r`` it can train in ``seconds_left`` (at least one).
+
+    A trial's cost at rung ``r`` is estimated from what it measured one rung below: its mean epoch time
+    (training and validation) scaled by the images and epochs of rung ``r``; the plan's own estimate came
+    from a few random networks, and the networks promoted are often the slower ones."""
+    if r == 0 or not sources:
+        return len(sources)
+    below, here = rungs[r - 1], rungs[r]
+    costs = []
+    for t in sources:
+        secs = t.user_attrs.get("epoch_seconds") or []
+        if secs:
+            costs.append(sum(secs) / len(secs) * here.images / max(1, below.images) * here.epochs)
+    if not costs:
+        return len(sources)
+    cost = sum(costs) / len(costs)
+    n = int(max(0.0, seconds_left) * max(1, jobs) // cost) if cost > 0 else len(sources)
+    return max(1, min(len(sources), n))
 
 
 def fresh_attrs(r: int, rg: Rung) -> dict[str, Any]:

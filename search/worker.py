@@ -27,7 +27,7 @@ import optuna
 from optuna.trial import TrialState
 
 from search.plan import Rung
-from search.schedule import decide, fresh_attrs, promoted_attrs
+from search.schedule import affordable, decide, fresh_attrs, promoted_attrs
 from search.storage import claim_lock, heartbeat, is_rdb
 from search.study import counted_finished, fail_dead_local, requeue_attrs
 
@@ -104,9 +104,16 @@ class Work:
     deadline: float | None = None
     host: str = ""
     storage_url: str = ""
+    jobs: int = 1
+
+    def seconds_left(self, r: int) -> float | None:
+        """Seconds until rung ``r`` should be done (None: no time budget)."""
+        if not self.closes:
+            return None
+        return self.closes[min(r, len(self.closes) - 1)] - time.time()
 
     def closed(self, r: int) -> bool:
-        return bool(self.closes) and r < len(self.closes) and time.time() >= self.closes[r]  # type: ignore[index]
+        return self.closes is not None and r < len(self.closes) and time.time() >= self.closes[r]
 
 
 def worker_loop(study: Any, work: Work, objective: Any, printer: Callable[[Any], None] | None = None,
@@ -160,7 +167,9 @@ def _claim(study: Any, work: Work, rdb: bool) -> Any:
     if d.kind == "done":
         return _DONE
     if d.kind == "promote":
-        for t in d.trials:
+        left = work.seconds_left(d.rung)
+        keep = len(d.trials) if left is None else affordable(work.rungs, d.rung, d.trials, left, work.jobs)
+        for t in d.trials[:keep]:
             study.enqueue_trial(t.params, user_attrs=promoted_attrs(t, d.rung, work.rungs[d.rung]),
                                 skip_if_exists=False)
         return _AGAIN

@@ -73,7 +73,8 @@ class NotExpressible(ValueError):
 
 def _op(node: fx.Node) -> str:
     if node.op == "call_module":
-        return f"call_module {node.graph.owning_module.get_submodule(str(node.target))!r}"
+        owner = node.graph.owning_module
+        return f"call_module {owner.get_submodule(str(node.target)) if owner is not None else node.target!r}"
     if node.op == "call_function":
         return f"call_function {fx.node._get_qualified_name(node.target)}"  # type: ignore[arg-type]
     return f"{node.op} {node.target}"
@@ -189,11 +190,11 @@ def _bind(node: fx.Node, sig: _Sig) -> dict[str, Any]:
     if kind == "view":  # view(*shape) / view(shape) / reshape(input, shape)
         rest = node.args[1:]
         shape = rest[0] if len(rest) == 1 and isinstance(rest[0], (tuple, list)) else rest
-        return {"shape": tuple(shape if shape else node.kwargs.get("shape", ()))}
+        return {"shape": tuple(shape if shape else node.kwargs.get("shape", ()))}  # type: ignore[arg-type]
     rest = node.args[1:]
     if len(rest) > len(names):
         raise NotExpressible(node, f"{len(rest)} arguments after the input")
-    got = dict(zip(names, rest))
+    got = dict(zip(names, rest, strict=False))
     for k, v in node.kwargs.items():
         if k not in names or k in got:
             raise NotExpressible(node, f"argument {k}={v!r}")
@@ -217,7 +218,7 @@ def _shape(node: fx.Node) -> tuple[int, ...]:
     shape = node.meta.get("from_torch_shape")
     if shape is None:
         raise NotExpressible(node, "its value is not one tensor")
-    return shape  # type: ignore[no-any-return]
+    return shape
 
 
 class _Shapes(fx.Interpreter):
@@ -249,10 +250,10 @@ def _is_batch(v: Any) -> bool:
     if not isinstance(v, fx.Node):
         return False
     if v.op == "call_method" and v.target == "size":
-        return len(v.args) == 2 and v.args[1] == 0 or v.kwargs.get("dim") == 0
+        return bool(len(v.args) == 2 and v.args[1] == 0 or v.kwargs.get("dim") == 0)
     if v.op == "call_function" and v.target is operator.getitem and v.args[1] == 0:
         s = v.args[0]
-        return isinstance(s, fx.Node) and (
+        return isinstance(s, fx.Node) and bool(
             s.op == "call_method" and s.target == "size" and len(s.args) == 1 and not s.kwargs
             or s.op == "call_function" and s.target is getattr and s.args[1] == "shape")
     return False
@@ -324,7 +325,7 @@ class _Reader:
                 out.append(Part(Residual(tuple(p.layer for p in group)), (), group, _shape(src)[1:]))
                 continue
             last = top and n == len(items) - 1
-            dims = _shape(item.args[0])[1:]  # type: ignore[arg-type]
+            dims = _shape(item.args[0])[1:]
             out += [Part(layer, srcs, dims=dims) for layer, srcs in self.node(item, last)]
         return out
 
@@ -574,7 +575,8 @@ def from_module(model: nn.Module, input: tuple[int, int, int] = (1, 28, 28), nam
     seq = [(n.name, n.op, str(n.target)) for n in gm.graph.nodes]
     seq_train = [(n.name, n.op, str(n.target)) for n in gm_train.graph.nodes]
     if seq != seq_train:
-        at = next((i for i, (a, b) in enumerate(zip(seq, seq_train)) if a != b), min(len(seq), len(seq_train)))
+        at = next((i for i, (a, b) in enumerate(zip(seq, seq_train, strict=False)) if a != b),
+                  min(len(seq), len(seq_train)))
         node = list(gm.graph.nodes)[min(at, len(seq) - 1)]
         raise NotExpressible(node, "the forward traces differently in train and eval mode")
     flags = {n.name: _bind(n, s)["training"] for n in gm_train.graph.nodes
@@ -653,7 +655,7 @@ def copy_weights(imported: Imported, net: nn.Module) -> None:
     if len(src) != len(dst):
         raise AssertionError(f"the model has {len(src)} tensors for the spec's {len(dst)}")
     with torch.no_grad():
-        for (key, d), s in zip(dst, src):
+        for (key, d), s in zip(dst, src, strict=False):
             if d.shape != s.shape:
                 raise AssertionError(f"{key}: the model's tensor is {tuple(s.shape)}, the spec's {tuple(d.shape)}")
             d.copy_(s)
@@ -700,12 +702,12 @@ def compare(model: nn.Module, imported: Imported, net: nn.Module, batch: int = B
             s = _sig(n)
             if (s is not None and s[0] in ("dropout", "dropout2d")
                     or n.op == "call_module" and type(gm.get_submodule(str(n.target))) in (nn.Dropout, nn.Dropout2d)):
-                n.replace_all_uses_with(n.args[0])  # type: ignore[arg-type]
+                n.replace_all_uses_with(n.args[0])
                 gm.graph.erase_node(n)
         gm.recompile()
         ps = [(d, d.p) for d in _dropouts(net)]
         for d, _ in ps:
-            d.p = 0.0
+            setattr(d, "p", 0.0)  # noqa: B010  (the module's p, typed as a tensor or module by torch)
         try:
             checks.append(Check("train mode, dropout off (p = 0; batch statistics)",
                                 diff(run(gm, True), run(net, True, final))))

@@ -12,8 +12,8 @@ import pytest
 from conftest import ROOT, TINY, search_cmd
 from optuna.trial import TrialState
 
-from search.study import counts as _counts
 from search.storage import get_storage, mask_url
+from search.study import counts as _counts
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -42,7 +42,8 @@ def _wait_running(study, timeout=180):
 def test_three_workers_on_postgres_make_exactly_the_asked_trials(pg_url, tmp_path):
     name = f"pg-{uuid.uuid4().hex[:8]}"
     procs = [subprocess.Popen(search_cmd("--budget", 5000, "--trials", 12, "--storage", pg_url, "--study-name", name,
-                                         "--quiet", "--seed", i, "--out", tmp_path / f"b{i}.yaml", *TINY),
+                                         "--quiet", "--seed", i, "--out", tmp_path / f"b{i}.yaml",
+                                         "--artifact-dir", tmp_path / "artifacts", *TINY),
                               cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
              for i in range(3)]
     for p in procs:
@@ -64,7 +65,8 @@ def test_a_killed_worker_on_postgres_has_its_trial_failed_and_retried(pg_url, tm
     name = f"kill-{uuid.uuid4().hex[:8]}"
     env = os.environ | {"CNNSEARCH_HEARTBEAT": "1,4"}
     cmd = lambda i: search_cmd("--budget", 5000, "--trials", 2, "--storage", pg_url, "--study-name", name,  # noqa: E731
-                               "--quiet", "--seed", i, "--out", tmp_path / f"b{i}.yaml", *SLOW)
+                               "--quiet", "--seed", i, "--out", tmp_path / f"b{i}.yaml",
+                               "--artifact-dir", tmp_path / "artifacts", *SLOW)
     victim = subprocess.Popen(cmd(0), cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     study = optuna.load_study(study_name=name, storage=get_storage(pg_url)) if _wait_study(pg_url, name) else None
     running = _wait_running(study)

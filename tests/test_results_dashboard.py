@@ -20,8 +20,6 @@ from search.study import pareto_front
 from space.build import build
 from space.io import loads
 
-ARTIFACTS = ROOT / "test-artifacts"
-
 
 @pytest.fixture(scope="session")
 def tiny(tmp_path_factory):
@@ -157,9 +155,7 @@ def test_chromium_renders_the_trials_of_the_study(tiny, live, tmp_path):
     sid = _study_id(live)
     n = len(tiny.load().get_trials())
     url = f"{live.url}/dashboard/studies/{sid}/trials"
-    ARTIFACTS.mkdir(exist_ok=True)
-    shot = ARTIFACTS / "dashboard-trials.png"
-    shot.unlink(missing_ok=True)
+    shot = tmp_path / "dashboard-trials.png"   # look at it with: pytest --basetemp DIR, then DIR/.../
     r = _browse(exe, url, tmp_path / "profile", "--dump-dom", f"--screenshot={shot}")
     assert r.returncode == 0, r.stderr[-2000:]
     text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", re.sub(r"<(script|style)\b.*?</\1>", "", r.stdout, flags=re.S)))
@@ -167,7 +163,7 @@ def test_chromium_renders_the_trials_of_the_study(tiny, live, tmp_path):
     for number in range(n):
         assert f"Trial {number}" in text
     assert rh.STUDY in text and "Complete" in text
-    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20000   # kept for a look
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20000
 
 
 def test_dashboard_command_in_readme_is_one_command_on_loopback():

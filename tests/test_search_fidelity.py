@@ -78,6 +78,12 @@ def test_several_budgets_run_one_study_each_warm_started_from_the_others(tmp_pat
     assert len(_rung(small, 0)) == 4                             # a start, inside rung 0's count
     table = text[text.index("budget   best val"):]
     assert "budget-6000" in table and "budget-3000" in table and "pareto front over all budgets" in table
+    from results.report import main as report_main
+
+    assert report_main(["--storage", str(storage), "--study", "budget-3000", "--out", str(tmp_path / "r")]) == 0
+    report = (tmp_path / "r" / "report.md").read_text()
+    across = report[report.index("## Across budgets"):]
+    assert across.index("`budget-6000`") < across.index("`budget-3000`") and "Pareto front over the trials" in across
 
 
 def test_the_plan_is_measured_on_this_machine_and_fits_the_time_given(tmp_path, capsys):
@@ -104,7 +110,8 @@ def test_a_resumed_study_keeps_its_plan(tmp_path, capsys):
     assert len(_study(storage, "budget-5000").get_trials()) == 6
 
 
-def test_an_interrupted_trial_goes_on_from_its_last_epoch_and_ends_as_an_uninterrupted_one(tmp_path, monkeypatch):
+def test_an_interrupted_trial_goes_on_from_its_last_epoch_and_ends_as_an_uninterrupted_one(tmp_path, monkeypatch,
+                                                                                          capsys):
     import search.progress
 
     plan = _plan_file(tmp_path, [{"trials": 1, "images": 400, "epochs": 3}])
@@ -128,7 +135,9 @@ def test_an_interrupted_trial_goes_on_from_its_last_epoch_and_ends_as_an_uninter
     first = study.trials[0]
     assert first.state == TrialState.FAIL and first.user_attrs["fail_reason"] == "interrupted"
     assert list((tmp_path / "artifacts" / "checkpoints" / "budget-5000").glob("t0.pt"))
+    capsys.readouterr()
     assert main([*base, *cut]) == 0
+    assert "1 interrupted trial queued again, to go on from the last epoch" in capsys.readouterr().out
     study = _study(tmp_path / "cut.log", "budget-5000")
     again = study.trials[1]
     assert again.user_attrs["retry_of"] == 0 and again.user_attrs["resumed_at_epoch"] == 2
@@ -180,7 +189,8 @@ def test_durations_and_budgets_parse():
 
 
 def test_a_given_plan_with_fixed_trials_is_refused(tmp_path, capsys):
-    rc = main(["--budget", "5000", "--plan", _plan_file(tmp_path), "--trials", "3", "--storage", str(tmp_path / "s.log")])
+    rc = main(["--budget", "5000", "--plan", _plan_file(tmp_path), "--trials", "3",
+               "--storage", str(tmp_path / "s.log")])
     assert rc == 2 and "--plan replaces" in capsys.readouterr().err
 
 

@@ -147,7 +147,7 @@ def test_workers_stop_when_their_coordinator_is_killed_and_the_command_finishes_
     p.kill()
     p.wait()
     for t in running:  # they notice within seconds; the generous bound is for a busy machine
-        _wait(lambda: _gone(_pid(t)), f"worker {_pid(t)} to stop", timeout=120)
+        _wait(lambda t=t: _gone(_pid(t)), f"worker {_pid(t)} to stop", timeout=120)
     trials = study.get_trials()
     assert not [t for t in trials if t.state == TrialState.RUNNING]
     assert all(trials[t.number].user_attrs.get("fail_reason") == "interrupted" for t in running)

@@ -24,7 +24,7 @@ def test_the_plan_fits_the_time_and_ends_at_the_full_fidelity(rate, seconds):
     assert p.seconds >= 0.75 * seconds                      # and the time is used
     top = p.rungs[-1]
     assert (top.images, top.epochs) == (55000, 15) and top.promote == 0 and not p.note
-    for lo, hi in zip(p.rungs, p.rungs[1:]):
+    for lo, hi in zip(p.rungs, p.rungs[1:], strict=False):
         assert lo.promote == hi.trials and hi.trials * 2 <= lo.trials     # the best half or less go on
         assert hi.images >= lo.images and hi.epochs >= lo.epochs and (hi.images, hi.epochs) != (lo.images, lo.epochs)
     assert p.rungs[0].trials >= 9

@@ -8,8 +8,8 @@ from conftest import ROOT, TINY, search_cmd
 from optuna.trial import TrialState
 
 from search.run import main
-from search.study import counts as _counts
 from search.storage import get_storage
+from search.study import counts as _counts
 from space.analysis import count_params
 from space.build import build
 from space.io import load

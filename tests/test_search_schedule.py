@@ -105,3 +105,18 @@ def test_the_eta_is_the_work_left_at_the_pace_of_this_run():
     left = 3 * 1 + 2 * 2 * 2  # 3 rung-0 epochs + 2 rung-1 trials x 2 epochs x 2 s
     assert eta == pytest.approx(left * 10)
     assert eta_seconds(PLAN, [], started, started + 5) is None
+    closed = eta_seconds(PLAN, trials, started, started + 30, closed=lambda r: r == 0)  # rung 0 takes no more
+    assert closed == pytest.approx(2 * 2 * 2 * 10)
+
+
+def test_a_promoted_rung_keeps_as_many_as_the_time_left_can_train_at_their_measured_speed():
+    from search.schedule import affordable
+
+    plan = [Rung(9, 1000, 2, 3, 9.0), Rung(3, 2000, 4, 0, 12.0)]
+    # each source took 5 s an epoch on 1,000 images: at rung 1 a trial costs about 5 * 2 * 4 = 40 s
+    src = [_t(i, value=0.9, epoch_seconds=[5.0, 5.0]) for i in range(3)]
+    assert affordable(plan, 1, src, seconds_left=1000) == 3
+    assert affordable(plan, 1, src, seconds_left=85) == 2
+    assert affordable(plan, 1, src, seconds_left=85, jobs=2) == 3   # two workers train side by side
+    assert affordable(plan, 1, src, seconds_left=10) == 1           # always at least one
+    assert affordable(plan, 0, src, seconds_left=0) == 3            # rung 0 is the plan's own

@@ -18,8 +18,20 @@ from torch import nn
 from space.build import build
 from space.from_torch import NotExpressible, compare, copy_weights, from_module, load_class, main
 from space.io import dumps, load, loads
-from space.layers import GAP, KINDS, Act, BatchNorm, Conv, Dropout, Dropout2d, Flatten, Linear, MaxPool, Residual, \
-    SepConv
+from space.layers import (
+    GAP,
+    KINDS,
+    Act,
+    BatchNorm,
+    Conv,
+    Dropout,
+    Dropout2d,
+    Flatten,
+    Linear,
+    MaxPool,
+    Residual,
+    SepConv,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = ROOT.parent / "shared" / "reference" / "seed_baseline.py"
@@ -204,7 +216,8 @@ CLASSIC_LAYERS = (
     Linear(50), Act("relu"), Dropout(0.5), Linear(10),
 )
 
-MODELS = {"modules": (Modules, MODULES_LAYERS), "classic": (Classic, CLASSIC_LAYERS), "functions": (Functions, FUNCTIONS_LAYERS),
+MODELS = {"modules": (Modules, MODULES_LAYERS), "classic": (Classic, CLASSIC_LAYERS),
+          "functions": (Functions, FUNCTIONS_LAYERS),
           "residuals": (Residuals, RESIDUALS_LAYERS)}
 
 

@@ -46,8 +46,14 @@ from torch import nn
 from space.spec import Recipe
 from trainer import checkpoint as ckpt_io
 from trainer.data import Split, Splits
-from trainer.device import (PRECISIONS, cpu_bf16_supported, cpu_threads, keep_freed_memory, resolve_device,
-                            resolve_precision)
+from trainer.device import (
+    PRECISIONS,
+    cpu_bf16_supported,
+    cpu_threads,
+    keep_freed_memory,
+    resolve_device,
+    resolve_precision,
+)
 from trainer.step import Epoch, autocast, norm_of, prepare, sched_step, steps_per_epoch
 
 __all__ = ["FitResult", "Evaluation", "fit", "evaluate", "resolve_device", "resolve_precision", "cpu_threads",

@@ -84,7 +84,7 @@ def update(opt: torch.optim.Optimizer, grads: list[torch.Tensor], lr: torch.Tens
         if wd and _decoupled(opt):
             torch._foreach_mul_(params, 1 - lr * wd)
         elif wd:
-            grads = torch._foreach_add(grads, params, alpha=wd)
+            grads = list(torch._foreach_add(grads, params, alpha=wd))
         steps = [s["step"] for s in state]
         m = [s["exp_avg"] for s in state]
         v = [s["exp_avg_sq"] for s in state]
@@ -102,11 +102,11 @@ def update(opt: torch.optim.Optimizer, grads: list[torch.Tensor], lr: torch.Tens
         torch._foreach_sub_(params, step)
         return
     if wd:
-        grads = torch._foreach_add(grads, params, alpha=wd)
+        grads = list(torch._foreach_add(grads, params, alpha=wd))
     momentum = group["momentum"]
     if momentum:
         bufs = [s["momentum_buffer"] for s in state]
         torch._foreach_mul_(bufs, momentum)
         torch._foreach_add_(bufs, grads)
-        grads = torch._foreach_add(grads, bufs, alpha=momentum) if group["nesterov"] else bufs
+        grads = list(torch._foreach_add(grads, bufs, alpha=momentum)) if group["nesterov"] else bufs
     torch._foreach_sub_(params, torch._foreach_mul(grads, lr))

@@ -35,8 +35,16 @@ from space.cli import dataset_arg
 from space.io import load, write_atomic
 from space.spec import NetSpec, SpecError
 from trainer.data import DataError, Split, load_test, load_train, resolve_dataset
-from trainer.loop import (PRECISIONS, Evaluation, FitResult, cpu_threads, evaluate, fit, resolve_device,
-                          resolve_precision)
+from trainer.loop import (
+    PRECISIONS,
+    Evaluation,
+    FitResult,
+    cpu_threads,
+    evaluate,
+    fit,
+    resolve_device,
+    resolve_precision,
+)
 
 __all__ = ["train_and_test", "main"]
 
