@@ -4,7 +4,8 @@
     python bench/seed_stats.py --group NAME FILE ... --group NAME FILE ... [--target 99.4]
 
 Each file is either one written by ``python -m trainer.train`` (every run in
-it), or one written by the reference pipeline's ``--json`` (one seed), or JSON
+it) or ``python -m results.evaluate`` (every seed in it), or one written by the reference pipeline's
+``--json`` (one seed), or JSON
 lines of ``{"seed": s, "run": <such a file>}``.  ``--ours`` and
 ``--reference`` are the groups ``ours`` and ``reference``, first and in that
 order; ``--group`` names others, after them.  Printed per group: seeds, mean ± sample standard deviation, standard
@@ -31,6 +32,8 @@ def accuracies(path: Path) -> list[float]:
         doc = json.loads(text)
         if "runs" in doc:  # python -m trainer.train
             return [100 * r["test_acc"] for r in doc["runs"] if r.get("test_acc") is not None]
+        if "per_seed" in doc.get("test", {}):  # python -m results.evaluate
+            return [100 * r["acc"] for r in doc["test"]["per_seed"]]
         records = [doc]
     return [100 * r["epochs"][-1]["test_accuracy"] for r in records]
 

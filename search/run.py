@@ -21,10 +21,26 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
+from search.setup import (
+    DEFAULT_EPOCHS,
+    DEFAULT_TIME,
+    DEFAULT_TRIALS,
+    DataCache,
+    Outcome,
+    check_writable,
+    enqueue_zoo,
+    legacy,
+    make_study,
+    paths,
+    plan_for,
+    read_plan,
+    record_dataset,
+    stored_rungs,
+    warm_start,
+)
+from search.summary import closing, summary
 from space.cli import Parser, UsageError, dataset_arg, duration, positive_float, positive_int, resolve_device
 from space.spec import SpecError
 
@@ -32,9 +48,6 @@ __all__ = ["main", "build_parser", "budgets"]
 
 PRUNERS = ("median", "hyperband", "none")
 SAMPLERS = ("tpe", "random")
-DEFAULT_TIME = {"cpu": 50 * 60.0, "cuda": 8 * 60.0}
-DEFAULT_EPOCHS = 15
-DEFAULT_TRIALS = 40
 
 
 def budgets(s: str) -> list[int]:
@@ -95,281 +108,43 @@ def build_parser() -> argparse.ArgumentParser:
 # ---------------------------------------------------------------- one study
 
 
-@dataclass
-class Outcome:
-    budget: int
-    study: str
-    best: Any            # the best FrozenTrial, or None
-    out: Path | None     # the export written
-    complete: bool       # the study reached its plan
-    fatal: bool = False  # a worker stopped on a one-line error
-
-
-def _legacy(args: argparse.Namespace) -> bool:
-    """Explicit --trials / --epochs / --train-limit: a fixed number of trials at one fidelity, as before plans."""
-    return any(v is not None for v in (args.trials, args.epochs, args.train_limit))
-
-
-def _make_study(args: argparse.Namespace, storage: Any, name: str, budget: int, create: bool) -> Any:
-    import warnings
-
-    import optuna
-
-    from search.schedule import RungPruner
-
-    sampler: optuna.samplers.BaseSampler
-    seed = None if args.worker else args.seed
-    if args.sampler == "tpe":
-        with warnings.catch_warnings():  # multivariate/group/constant_liar are "experimental" in Optuna
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            sampler = optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True, n_startup_trials=8,
-                                                 constant_liar=True)
-    else:
-        sampler = optuna.samplers.RandomSampler(seed=seed)
-    if not create:
-        study = optuna.load_study(study_name=name, storage=storage, sampler=sampler)
-    else:
-        study = optuna.create_study(storage=storage, study_name=name, direction="maximize", sampler=sampler,
-                                    load_if_exists=True)
-        if study.metric_names is None:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                study.set_metric_names(["val_acc"])
-        old = study.user_attrs
-        epochs = args.epochs or DEFAULT_EPOCHS if _legacy(args) else args.export_epochs or DEFAULT_EPOCHS
-        settings = {"budget": budget, "epochs": epochs, "train_limit": args.train_limit or 0, "val": args.val}
-        for key, value in settings.items():
-            if key in old and old[key] != value:
-                raise SpecError(f"study {name!r} exists with {key} {old[key]}, not {value}; "
-                                "use another --study-name or the same settings", "--study-name")
-        mode = "fixed" if _legacy(args) else "plan"
-        if old.get("mode", "fixed" if old else mode) != mode:
-            how = "a fidelity plan" if mode == "fixed" else "--trials/--epochs/--train-limit"
-            raise SpecError(f"study {name!r} exists and was run with {how}; run it the same way, "
-                            "or use another --study-name", "--study-name")
-        settings["mode"] = mode
-        for key, value in (settings | {"seed": args.seed}).items():  # seed: of the train/val split, the first run's
-            if key not in old:
-                study.set_user_attr(key, value)
-    rungs = _stored_rungs(study)
-    if args.pruner == "median":
-        study.pruner = RungPruner([r.epochs for r in rungs] if rungs else [args.epochs or DEFAULT_EPOCHS])
-    elif args.pruner == "hyperband":
-        study.pruner = optuna.pruners.HyperbandPruner(min_resource=1, max_resource=args.epochs or DEFAULT_EPOCHS,
-                                                      reduction_factor=3)
-    else:
-        study.pruner = optuna.pruners.NopPruner()
-    return study
-
-
-def _stored_rungs(study: Any) -> list[Any]:
-    from search.plan import Rung
-
-    return [Rung(**r) for r in study.user_attrs.get("plan", [])]
-
-
-def _plan(args: argparse.Namespace, study: Any, budget: int, space: Any, data: Any, device: Any,
-          seconds: float) -> tuple[Any, list[Any], bool]:
-    """The study's plan: (Plan or None, rungs, made now).  A study keeps the plan of its first run."""
-    from search.plan import Plan, Rung, make_plan
-
-    if _legacy(args):
-        trials, epochs = args.trials or DEFAULT_TRIALS, args.epochs or DEFAULT_EPOCHS
-        images = min(args.train_limit or len(data.train), len(data.train))
-        return None, [Rung(trials, images, epochs, 0, float(trials * epochs))], False
-    rungs = _stored_rungs(study)
-    if rungs:
-        a = study.user_attrs
-        return Plan(tuple(rungs), sum(r.seconds for r in rungs), float(a.get("plan_budget_seconds", 0)),
-                    float(a.get("train_rate", 0)), str(a.get("plan_note", ""))), rungs, False
-    if args.plan:
-        plan = args.plan_rows
-        study.set_user_attr("plan", [asdict(r) for r in plan.rungs])
-        return plan, list(plan.rungs), True
-    from search.objective import measure_rates
-
-    probes = _probe_specs(space, budget, args.seed, shape=args.data_shape)
-    train_rate, eval_rate = measure_rates(probes, data, device, precision=args.precision)
-    plan = make_plan(train_images=len(data.train), val_images=len(data.val),
-                     epochs=args.export_epochs or DEFAULT_EPOCHS, train_rate=train_rate, eval_rate=eval_rate,
-                     seconds=seconds, overhead=3.0 if device.type == "cuda" else 1.0)
-    study.set_user_attr("plan", [asdict(r) for r in plan.rungs])
-    study.set_user_attr("plan_budget_seconds", round(seconds, 1))
-    study.set_user_attr("train_rate", round(train_rate, 1))
-    study.set_user_attr("eval_rate", round(eval_rate, 1))
-    if plan.note:
-        study.set_user_attr("plan_note", plan.note)
-    return plan, list(plan.rungs), True
-
-
-def _read_plan(path: str) -> Any:
-    import yaml
-
-    from search.plan import plan_from_rows
-
-    try:
-        with open(path, encoding="utf-8") as f:
-            rows = yaml.safe_load(f)
-    except OSError as e:
-        raise UsageError(f"--plan: cannot read {path}: {e.strerror or e}") from None
-    except yaml.YAMLError as e:
-        raise UsageError(f"--plan: {path}: malformed YAML: {' '.join(str(e).split())}") from None
-    try:
-        return plan_from_rows(rows, f"--plan {path}")
-    except ValueError as e:
-        raise UsageError(str(e)) from None
-
-
-def _probe_specs(space: Any, budget: int, seed: int, n: int = 3, shape: tuple[Any, int] = ((1, 28, 28), 10)
-                 ) -> list[Any]:
-    """A few networks of the budget, drawn at random from the space, to measure the device's speed on."""
-    import optuna
-
-    from search.sample import OverBudget, sample
-
-    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
-    specs: list[Any] = []
-    for i in range(4 * n):
-        if len(specs) == n:
-            break
-        try:
-            specs.append(sample(study.ask(), space, budget, epochs=1, seed=seed, name=f"probe{i}",
-                                input=shape[0], classes=shape[1]))
-        except (OverBudget, SpecError):
-            continue
-    if not specs:
-        raise SpecError(f"no network of the search space fits the budget {budget}", "--budget")
-    return specs
-
-
-def _enqueue_zoo(study: Any, budget: int, rung0: Any, shape: tuple[Any, int]) -> list[str]:
-    import dataclasses
-
-    import space
-    from search.export import with_epochs
-    from search.schedule import fresh_attrs
-    from space.analysis import count_params
-    from space.io import dumps, load
-
-    done = {t.user_attrs.get("zoo") for t in study.get_trials(deepcopy=False)}
-    added = []
-    for path in sorted((Path(space.__file__).parent / "zoo").glob("*.yaml")):
-        spec = load(path)
-        if count_params(spec) > budget or path.stem in done or (spec.input, spec.classes) != shape:
-            continue
-        spec = dataclasses.replace(with_epochs(spec, rung0.epochs), info={})  # its own recipe, at the rung's length
-        study.enqueue_trial({}, user_attrs={"zoo": path.stem, "spec": dumps(spec, header=False)}
-                            | fresh_attrs(0, rung0))
-        added.append(path.stem)
-    return added
-
-
-def _warm_start(study: Any, rung0: Any, others: Sequence[Outcome], k: int) -> list[str]:
-    """Queue the best trials of the other budgets' studies (their shape and recipe, re-fitted to this
-    budget) at rung 0: a start, never a cap (at most a third of rung 0)."""
-    from search.schedule import fresh_attrs
-
-    have = {t.user_attrs.get("warm") for t in study.get_trials(deepcopy=False)}
-    added: list[str] = []
-    for o in others:
-        if o.best is None or not o.best.params or len(added) >= k:
-            continue
-        tag = f"{o.study}#{o.best.number}"
-        if tag in have:
-            continue
-        study.enqueue_trial(o.best.params, user_attrs={"warm": tag} | fresh_attrs(0, rung0), skip_if_exists=False)
-        added.append(tag)
-    return added
-
-
-def _paths(args: argparse.Namespace, name: str) -> tuple[Path, Path]:
-    """(export path, artifact dir) of one study."""
-    from search.note import default_artifact_dir
-
-    out = Path(args.out) if args.out else Path(args.out_dir or "runs") / name / "best.yaml"
-    adir = Path(args.artifact_dir) if args.artifact_dir else default_artifact_dir(args.storage)
-    return out, adir
-
-
-def _check_writable(out: Path) -> None:
-    """Refuse an output that cannot be written before any work is done."""
-    import tempfile
-
-    if out.is_dir():
-        raise SpecError(f"{out} is a directory; give a file name", "--out")
-    made = [d for d in reversed(out.absolute().parents) if not d.exists()]
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=out.parent, prefix=f".{out.name}.", suffix=".probe"):
-            pass
-    except OSError as e:
-        raise SpecError(f"cannot write {out}: {e.strerror or e}", "--out") from None
-    finally:
-        for d in reversed(made):  # leave nothing behind; the export makes them again
-            try:
-                d.rmdir()
-            except OSError:
-                pass
-
-
-class _Data:
-    """The train and validation splits, loaded once per split seed (the search never opens the test files)."""
-
-    def __init__(self, args: argparse.Namespace, device: Any) -> None:
-        self.args, self.device = args, device
-        self.cache: dict[int, Any] = {}
-
-    def get(self, seed: int) -> Any:
-        from trainer.data import load_splits
-
-        if seed not in self.cache:
-            self.cache.clear()
-            limit = self.args.train_limit if _legacy(self.args) else None
-            try:
-                self.cache[seed] = load_splits(self.args.data_dir, dataset=self.args.dataset, val=self.args.val,
-                                               limit=limit, seed=seed, device=self.device,
-                                               download=self.args.download)
-            except ValueError as e:
-                raise SpecError(str(e), "--val/--train-limit") from None
-        return self.cache[seed]
-
-
 def _search(args: argparse.Namespace, argv: list[str], budget: int, name: str, storage: Any, space: Any,
-            data: _Data, device: Any, seconds: float, others: Sequence[Outcome]) -> Outcome:
+            data: DataCache, device: Any, seconds: float, others: Sequence[Outcome]) -> Outcome:
     from search.objective import WORKER, Objective, study_dir
     from search.progress import EpochLine, Printer
     from search.storage import mask_url
     from search.study import counted_finished
     from search.worker import Work, spawn_workers, watch_parent, worker_loop
 
-    out, adir = _paths(args, name)
-    study = _make_study(args, storage, name, budget, create=not args.worker)
+    out, adir = paths(args, name)
+    study = make_study(args, storage, name, budget, create=not args.worker)
     if not args.worker:
         trials = study.get_trials(deepcopy=False)
         already = len(counted_finished(trials))
         again = sum(1 for t in trials if t.state.name == "WAITING" and "retry_of" in t.user_attrs)
         print(f"study {name!r} in {mask_url(args.storage)}: budget {budget:,} params"
               + (f", {args.trials or DEFAULT_TRIALS} trials, {args.epochs or DEFAULT_EPOCHS} epochs each"
-                 if _legacy(args) else "")
+                 if legacy(args) else "")
               + (f", resuming with {already} finished" if already else "")
               + (f"; {again} interrupted trial{'s' if again != 1 else ''} queued again, to go on from "
                  "the last epoch" if again else ""), flush=True)
     splits = data.get(int(study.user_attrs.get("seed", args.seed)))  # every worker of a study: one split
-    _record_dataset(study, args, name)
+    record_dataset(study, args, name)
     if args.worker:
-        plan, rungs, made = None, _stored_rungs(study) or _plan(args, study, budget, space, splits, device, 1)[1], False
+        plan, made = None, False
+        rungs = stored_rungs(study) or plan_for(args, study, budget, space, splits, device, 1)[1]
     else:
-        if not _legacy(args) and not _stored_rungs(study):
+        if not legacy(args) and not stored_rungs(study):
             print(f"measuring this device's speed on networks of the budget ({device.type}) ...", flush=True)
-        plan, rungs, made = _plan(args, study, budget, space, splits, device, seconds)
+        plan, rungs, made = plan_for(args, study, budget, space, splits, device, seconds)
         if plan is not None:
             for line in plan.lines() if made else plan.lines()[:1]:
                 print(line if made else line.replace("plan:", "plan (from the study's first run):"), flush=True)
         if args.enqueue_zoo:
-            added = _enqueue_zoo(study, budget, rungs[0], args.data_shape)
+            added = enqueue_zoo(study, budget, rungs[0], args.data_shape)
             if added:
                 print(f"queued zoo networks: {', '.join(added)}", flush=True)
-        warm = _warm_start(study, rungs[0], others, k=max(1, rungs[0].trials // 3))
+        warm = warm_start(study, rungs[0], others, k=max(1, rungs[0].trials // 3))
         if warm:
             print(f"warm start from the other budgets: {', '.join(warm)}", flush=True)
     started = time.time()  # the plan's clock starts once it is made
@@ -411,27 +186,12 @@ def _search(args: argparse.Namespace, argv: list[str], budget: int, name: str, s
     from search.schedule import decide
 
     complete = decide(rungs, study.get_trials(deepcopy=False), lambda r: True).kind == "done"
-    best, wrote = _summary(study, args, budget, out, adir, rungs)
+    best, wrote = summary(study, args, budget, out, adir, rungs)
     if died:
         print(f"{died} worker{'s' if died != 1 else ''} died; their trials were redone"
               + ("" if complete else "; the study is short of its plan: rerun the command to finish it"),
               file=sys.stderr)
     return Outcome(budget, name, best, wrote, complete)
-
-
-def _record_dataset(study: Any, args: argparse.Namespace, name: str) -> None:
-    """The study's dataset (name, content hash, shape, statistics) in its user attributes; a study run on
-    other data is refused."""
-    from trainer.data import dataset_info
-
-    rec = dataset_info(args.data_dir, dataset=args.dataset).record()
-    old = study.user_attrs.get("dataset")
-    if isinstance(old, dict) and (old.get("name"), old.get("sha256")) != (rec["name"], rec["sha256"]):
-        raise SpecError(f"study {name!r} was run on {old.get('name')} data with SHA-256 {str(old.get('sha256'))[:12]}"
-                        f"..., not on {rec['name']} data with {rec['sha256'][:12]}...; use another --study-name "
-                        "or the same data", "--data-dir")
-    if old is None and not args.worker:
-        study.set_user_attr("dataset", rec)
 
 
 def _stop_orphan(stop: threading.Event) -> None:
@@ -440,59 +200,6 @@ def _stop_orphan(stop: threading.Event) -> None:
 
     stop.set()
     os.kill(os.getpid(), signal.SIGINT)
-
-
-def _summary(study: Any, args: argparse.Namespace, budget: int, out: Path, adir: Path,
-             rungs: Sequence[Any]) -> tuple[Any, Path | None]:
-    from search.export import export_best, pct
-    from search.note import annotate
-    from search.storage import mask_url
-    from search.study import best as best_of
-    from search.study import pareto_front, state_counts
-
-    trials = study.get_trials(deepcopy=False)
-    counts = ", ".join(f"{v} {k}" for k, v in state_counts(trials).items())
-    print(f"\nstudy {study.study_name!r}: {len(trials)} trials ({counts})")
-    best = best_of(trials)
-    if best is None:
-        print("no trial completed yet: nothing to export")
-        return None, None
-    p = int(best.user_attrs.get("params", 0))
-    at = f" at rung {best.user_attrs.get('rung', 0)}" if len(rungs) > 1 else ""
-    print(f"best: trial {best.number}{at}, {p:,} params ({p / budget:.0%} of {budget:,}), val acc {pct(best.value)}")
-    print("pareto front (val acc vs params):")
-    for t in pareto_front(trials):
-        print(f"  trial {t.number:>3}  params {t.user_attrs['params']:>7,}  val {pct(t.value)}")
-    epochs = args.export_epochs or (args.epochs if _legacy(args) else DEFAULT_EPOCHS)
-    export_best(study, best, out, storage_url=args.storage, epochs=epochs)
-    print(f"exported: {out}   (re-train: python -m trainer.train {out} --seeds 3)")
-    done = annotate(study, args.storage, adir, weights=best.user_attrs.get("weights"))
-    for line in done.lines():
-        print(f"dashboard {line}")
-    print(f"review: optuna-dashboard {shlex.quote(mask_url(args.storage))} --artifact-dir {shlex.quote(str(adir))}")
-    return best, out
-
-
-def _closing(outcomes: Sequence[Outcome], storage: Any) -> None:
-    """The table of all budgets and the Pareto front over all their trials."""
-    import optuna
-
-    from search.export import pct
-    from search.study import pareto_front
-
-    print("\nbudget   best val   params   study            export")
-    for o in outcomes:
-        p = o.best.user_attrs.get("params") if o.best is not None else None
-        print(f"{o.budget:>6,}  {pct(o.best.value if o.best is not None else None):>9}  "
-              f"{f'{p:,}' if p is not None else '-':>7}  {o.study:<15}  {o.out or '-'}")
-    tagged = []
-    for o in outcomes:
-        for t in optuna.load_study(study_name=o.study, storage=storage).get_trials(deepcopy=False):
-            tagged.append((t, o.study))
-    where = {id(t): s for t, s in tagged}
-    print("pareto front over all budgets (val acc vs params):")
-    for t in pareto_front([t for t, _ in tagged]):
-        print(f"  {where[id(t)]:<15} trial {t.number:>3}  params {t.user_attrs['params']:>7,}  val {pct(t.value)}")
 
 
 # ---------------------------------------------------------------- the command
@@ -537,8 +244,8 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
 
     device = resolve_device(args.device)  # before anything is written
     space = load_space(args.space)
-    args.plan_rows = _read_plan(args.plan) if args.plan else None
-    if args.plan and _legacy(args):
+    args.plan_rows = read_plan(args.plan) if args.plan else None
+    if args.plan and legacy(args):
         raise UsageError("--plan replaces --trials/--epochs/--train-limit; give one or the other")
     from trainer.data import dataset_shape
 
@@ -562,13 +269,13 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
              for b in args.budget]
     if not args.worker:
         for name in names:
-            _check_writable(_paths(args, name)[0])
+            check_writable(paths(args, name)[0])
     if args.timeout and not args.deadline:
         args.deadline = time.time() + args.timeout
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = guard_storage(get_storage(args.storage))
     total = args.time or DEFAULT_TIME.get(device.type, DEFAULT_TIME["cpu"])
-    t0, data = time.time(), _Data(args, device)
+    t0, data = time.time(), DataCache(args, device)
     outcomes: list[Outcome] = []
     for i, (b, name) in enumerate(zip(args.budget, names, strict=True)):
         left = max(total - (time.time() - t0), 0.25 * total / len(names)) / (len(names) - i)  # a share of what is left
@@ -578,7 +285,7 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
         if several and not args.worker:
             print(flush=True)
     if several and not args.worker:
-        _closing(outcomes, storage)
+        closing(outcomes, storage)
     return 0 if all(o.complete for o in outcomes) or args.deadline else 1
 
 

@@ -47,6 +47,15 @@ def test_named_groups_of_either_kind_each_against_the_first(tmp_path):
         assert r.returncode == 2 and r.stdout == "" and len(r.stderr.strip().splitlines()) >= 1, args
 
 
+def test_reads_the_per_seed_accuracies_of_results_evaluate(tmp_path):
+    (tmp_path / "best.test.json").write_text(json.dumps({"test": {"per_seed": [{"seed": s, "acc": a} for s, a in
+                                                                              ((0, 0.9950), (1, 0.9960))]}}))
+    (tmp_path / "b.json").write_text(json.dumps({"runs": [{"test_acc": a} for a in (0.9930, 0.9940)]}))
+    r = _run("--group", "found", tmp_path / "best.test.json", "--group", "hand", tmp_path / "b.json")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[0].startswith("found") and "2 seeds  99.550% ± 0.071" in r.stdout
+
+
 def test_a_missing_file_is_one_line_and_status_2(tmp_path):
     r = _run("--ours", tmp_path / "none.json", "--reference", tmp_path / "none.json")
     assert r.returncode == 2 and r.stdout == ""

@@ -71,7 +71,7 @@ def test_bad_input_is_one_line_on_stderr_exit_2_and_nothing_written(spec, tmp_pa
     assert main(argv) == 2
     captured = capsys.readouterr()
     lines = captured.err.splitlines()
-    assert len(lines) == 1 and says in lines[0] and lines[0].startswith("train: error: ")
+    assert len(lines) == 1 and says in lines[0] and lines[0].startswith("error: ")
     assert captured.out == ""
     assert sorted(p.name for p in tmp_path.rglob("*")) == before
 
@@ -92,4 +92,4 @@ def test_precision_is_chosen_or_overridden_and_recorded(spec, capsys, flag, want
 def test_an_unknown_precision_flag_is_a_usage_error(spec, capsys):
     assert main([str(spec), "--precision", "fp16"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("train: error: ") and "'fp16'" in err and len(err.splitlines()) == 1
+    assert err.startswith("error: ") and "'fp16'" in err and len(err.splitlines()) == 1

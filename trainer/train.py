@@ -25,16 +25,17 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import torch
 
 from space.analysis import count_params
 from space.build import build
-from space.cli import dataset_arg
+from space.cli import Parser, UsageError, dataset_arg, run_main
+from space.cli import resolve_device as device_arg
 from space.io import load, write_atomic
-from space.spec import NetSpec, SpecError
-from trainer.data import DataError, Split, load_test, load_train, resolve_dataset
+from space.spec import NetSpec
+from trainer.data import Split, load_test, load_train, resolve_dataset
 from trainer.loop import (
     PRECISIONS,
     Evaluation,
@@ -42,33 +43,10 @@ from trainer.loop import (
     cpu_threads,
     evaluate,
     fit,
-    resolve_device,
     resolve_precision,
 )
 
 __all__ = ["train_and_test", "main"]
-
-
-class _UsageError(Exception):
-    pass
-
-
-class _Exit(Exception):
-    def __init__(self, status: int) -> None:
-        super().__init__(status)
-        self.status = status
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse that reports a usage error as one exception instead of exiting."""
-
-    def error(self, message: str) -> NoReturn:
-        raise _UsageError(message)
-
-    def exit(self, status: int = 0, message: str | None = None) -> NoReturn:
-        if message:
-            sys.stderr.write(message)
-        raise _Exit(status)
 
 
 def _count(name: str, lo: int) -> Any:
@@ -83,8 +61,8 @@ def _count(name: str, lo: int) -> Any:
     return parse
 
 
-def _parser() -> _Parser:
-    p = _Parser(prog="python -m trainer.train", description=__doc__.splitlines()[0])
+def _parser() -> Parser:
+    p = Parser(prog="python -m trainer.train", description=__doc__.splitlines()[0])
     p.add_argument("spec", help="the spec YAML file")
     p.add_argument("--epochs", type=_count("--epochs", 1), help="override the recipe's epochs")
     p.add_argument("--seeds", type=_count("--seeds", 1), default=1, help="train K times (default 1)")
@@ -169,34 +147,27 @@ def _run(spec: NetSpec, seed: int, train: Split, test: Split, device: torch.devi
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
-        args = _parser().parse_args(argv)
-    except _UsageError as e:
-        print(f"train: error: {_one_line(e)}", file=sys.stderr)
-        return 2
-    except _Exit as e:
-        return e.status
+    return run_main(_body, argv)
 
+
+def _body(argv: Any) -> int:
+    args = _parser().parse_args(argv)
     try:
         spec = load(args.spec)
-        try:
-            device = resolve_device(args.device)
-        except (ValueError, RuntimeError) as e:  # a device torch does not know, or CUDA that is not here
-            raise _UsageError(f"--device: {_one_line(e)}") from None
+        device = device_arg(args.device)
         threads = cpu_threads()
         precision = resolve_precision(args.precision, device)
         out = Path(args.out) if args.out else Path(args.spec).with_suffix(".result.json")
         if not out.parent.is_dir():
-            raise _UsageError(f"--out: no such folder: {out.parent}")
+            raise UsageError(f"--out: no such folder: {out.parent}")
         if out.is_dir():
-            raise _UsageError(f"--out: is a folder: {out}")
+            raise UsageError(f"--out: is a folder: {out}")
         data = resolve_dataset(args.dataset, spec.info.get("dataset"), args.data_dir, input=spec.input,
                                classes=spec.classes, download=args.download)
         train = load_train(args.data_dir, dataset=data.name).head(args.train_limit or None)
         test = load_test(args.data_dir, dataset=data.name, download=args.download)
-    except (SpecError, DataError, _UsageError, ValueError) as e:
-        print(f"train: error: {_one_line(e)}", file=sys.stderr)
-        return 2
+    except ValueError as e:
+        raise UsageError(_one_line(e)) from None
     train, test = train.to(device), test.to(device)
     if device.type == "cpu":
         torch.set_num_threads(threads)  # fit sets it while training; the test evaluation runs the same way

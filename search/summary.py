@@ -1,0 +1,67 @@
+"""The end of a study: its trials counted, its best and Pareto front printed, the best exported, the
+dashboard's note written; and, for several budgets, the closing table across them."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from search.setup import DEFAULT_EPOCHS, Outcome, legacy
+
+__all__ = ["summary", "closing"]
+
+
+def summary(study: Any, args: argparse.Namespace, budget: int, out: Path, adir: Path,
+             rungs: Sequence[Any]) -> tuple[Any, Path | None]:
+    from search.export import export_best, pct
+    from search.note import annotate
+    from search.storage import mask_url
+    from search.study import best as best_of
+    from search.study import pareto_front, state_counts
+
+    trials = study.get_trials(deepcopy=False)
+    counts = ", ".join(f"{v} {k}" for k, v in state_counts(trials).items())
+    print(f"\nstudy {study.study_name!r}: {len(trials)} trials ({counts})")
+    best = best_of(trials)
+    if best is None:
+        print("no trial completed yet: nothing to export")
+        return None, None
+    p = int(best.user_attrs.get("params", 0))
+    at = f" at rung {best.user_attrs.get('rung', 0)}" if len(rungs) > 1 else ""
+    print(f"best: trial {best.number}{at}, {p:,} params ({p / budget:.0%} of {budget:,}), val acc {pct(best.value)}")
+    print("pareto front (val acc vs params):")
+    for t in pareto_front(trials):
+        print(f"  trial {t.number:>3}  params {t.user_attrs['params']:>7,}  val {pct(t.value)}")
+    epochs = args.export_epochs or (args.epochs if legacy(args) else DEFAULT_EPOCHS)
+    export_best(study, best, out, storage_url=args.storage, epochs=epochs)
+    print(f"exported: {out}   (re-train: python -m trainer.train {out} --seeds 3)")
+    done = annotate(study, args.storage, adir, weights=best.user_attrs.get("weights"))
+    for line in done.lines():
+        print(f"dashboard {line}")
+    print(f"review: optuna-dashboard {shlex.quote(mask_url(args.storage))} --artifact-dir {shlex.quote(str(adir))}")
+    return best, out
+
+
+def closing(outcomes: Sequence[Outcome], storage: Any) -> None:
+    """The table of all budgets and the Pareto front over all their trials."""
+    import optuna
+
+    from search.export import pct
+    from search.study import pareto_front
+
+    print("\nbudget   best val   params   study            export")
+    for o in outcomes:
+        p = o.best.user_attrs.get("params") if o.best is not None else None
+        print(f"{o.budget:>6,}  {pct(o.best.value if o.best is not None else None):>9}  "
+              f"{f'{p:,}' if p is not None else '-':>7}  {o.study:<15}  {o.out or '-'}")
+    tagged = []
+    for o in outcomes:
+        for t in optuna.load_study(study_name=o.study, storage=storage).get_trials(deepcopy=False):
+            tagged.append((t, o.study))
+    where = {id(t): s for t, s in tagged}
+    print("pareto front over all budgets (val acc vs params):")
+    for t in pareto_front([t for t, _ in tagged]):
+        print(f"  {where[id(t)]:<15} trial {t.number:>3}  params {t.user_attrs['params']:>7,}  val {pct(t.value)}")
