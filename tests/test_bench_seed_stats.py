@@ -89,3 +89,21 @@ def test_the_readme_shows_what_the_records_give_for_both_readings_of_seed000():
     readme = (ROOT / "bench" / "README.md").read_text()
     for line in lines:
         assert f"    {line}\n" in readme
+
+
+def test_the_readmes_show_what_the_records_give_for_the_default_search_and_for_bf16():
+    r, a = ROOT / "bench" / "records", ROOT / "bench" / "records" / "seed000_actbn_19642"
+    found = _run("--group", "found", r / "search_cpu_default_20000" / "best.test.json",
+                 "--group", "hand_made", *sorted(a.glob("cpu-seeds*.json")))
+    bf16 = _run("--group", "bf16", a / "cpu-bf16-seeds0-4.result.json",
+                "--group", "fp32", a / "cpu-seeds0-4.result.json", a / "cpu-seeds5-9.result.json")
+    assert found.returncode == 0 and bf16.returncode == 0, found.stderr + bf16.stderr
+    bench, readme = (ROOT / "bench" / "README.md").read_text(), (ROOT / "README.md").read_text()
+    for line in found.stdout.splitlines():
+        assert f"    {line}\n" in bench and f"    {line}\n" in readme, line
+    for line in bf16.stdout.splitlines():
+        assert f"    {line}\n" in bench, line
+    mean = float(found.stdout.split()[3].rstrip("%"))
+    assert mean >= 99.4                                   # the bare command's export, tested once
+    diff = float(bf16.stdout.splitlines()[2].split()[3])
+    assert abs(diff) < 0.1                                # bf16 within noise of fp32
