@@ -29,7 +29,7 @@ from optuna.trial import TrialState
 from search.plan import Rung
 from search.schedule import affordable, decide, fresh_attrs, promoted_attrs
 from search.storage import claim_lock, heartbeat, is_rdb
-from search.study import counted_finished, fail_dead_local, requeue_attrs
+from search.study import fail_dead_local, requeue_attrs
 
 __all__ = ["interruptible", "critical", "guard_storage", "Work", "worker_loop", "run_one", "spawn_workers",
            "watch_parent"]
@@ -309,7 +309,3 @@ class _Done:
 
     def send_signal(self, sig: int) -> None:  # pragma: no cover - never running
         pass
-
-
-def finished_count(study: Any) -> int:
-    return len(counted_finished(study.get_trials(deepcopy=False)))
