@@ -120,3 +120,20 @@ def test_a_promoted_rung_keeps_as_many_as_the_time_left_can_train_at_their_measu
     assert affordable(plan, 1, src, seconds_left=85, jobs=2) == 3   # two workers train side by side
     assert affordable(plan, 1, src, seconds_left=10) == 1           # always at least one
     assert affordable(plan, 0, src, seconds_left=0) == 3            # rung 0 is the plan's own
+
+
+def test_a_rung_promoted_from_is_closed_when_the_study_resumes():
+    # the first run closed rung 0 at its time with 4 of its 6 trials and promoted; a resumed run (whose
+    # clock knows nothing of that) does not go back to rung 0: its new trials could never be promoted
+    trials = [_t(i, value=0.9 + i / 100) for i in range(4)] + [_t(4, state=TrialState.FAIL, fail_reason="surplus")]
+    assert decide(PLAN, trials, OPEN).kind == "ask"
+    promoted = trials + [_t(5, rung=1, value=0.99, promoted_from=3), _t(6, rung=1, state=TrialState.WAITING,
+                                                                        promoted_from=2)]
+    assert decide(PLAN, promoted, OPEN).kind == "ask" and decide(PLAN, promoted, OPEN).rung == 1
+    promoted[-1] = _t(6, rung=1, value=0.98, promoted_from=2)
+    assert decide(PLAN, promoted, OPEN).kind == "done"
+    three = [Rung(6, 300, 1, 2, 6.0), Rung(2, 600, 2, 1, 8.0), Rung(1, 900, 3, 0, 9.0)]
+    waiting = trials + [_t(5, rung=1, value=0.99, promoted_from=3), _t(6, rung=1, state=TrialState.WAITING,
+                                                                       promoted_from=2), _t(7, rung=2, value=0.995)]
+    d = decide(three, waiting, OPEN)
+    assert d.kind == "drop" and d.rung == 1 and [t.number for t in d.trials] == [6]
