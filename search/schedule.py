@@ -41,7 +41,7 @@ def decide(rungs: Sequence[Rung], trials: Sequence[FrozenTrial], closed: Callabl
     been promoted from is closed too (a study resumed after its rungs closed at their times goes on
     where it stopped, not back to fill them)."""
     last = len(rungs) - 1
-    top = max((rung(t) for t in trials), default=0)
+    highest = max((rung(t) for t in trials), default=0)
     for r, rg in enumerate(rungs):
         mine = [t for t in trials if rung(t) == r]
         if r > 0 and not mine:
@@ -52,7 +52,7 @@ def decide(rungs: Sequence[Rung], trials: Sequence[FrozenTrial], closed: Callabl
             return Decision("promote", r, top[:rg.trials])
         waiting = [t for t in mine if t.state == TrialState.WAITING]
         running = [t for t in mine if t.state == TrialState.RUNNING]
-        if r < last and (closed(r) or r < top):  # promoted from already: more trials here would count for nothing
+        if r < last and (closed(r) or r < highest):  # promoted from already: more trials here would count for nothing
             if waiting:
                 return Decision("drop", r, waiting)
             if running:
