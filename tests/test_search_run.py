@@ -89,10 +89,13 @@ def test_enqueue_zoo_trains_the_zoo_networks_that_fit(tmp_path):
     rc = main(["--budget", "13000", "--trials", "1", "--enqueue-zoo", "--storage", str(storage),
                "--out", str(tmp_path / "b.yaml"), *TINY])
     assert rc == 0
+    fit = sorted(p.stem for p in (ROOT / "space" / "zoo").glob("*.yaml") if count_params(load(p)) <= 13000)
+    assert "seed004_12534" in fit and len(fit) < len(list((ROOT / "space" / "zoo").glob("*.yaml")))
     study = _study(storage, "budget-13000")
     first = min(study.get_trials(), key=lambda t: t.number)
-    assert first.user_attrs["zoo"] == "seed004_12534" and first.user_attrs["params"] == 12534
+    assert first.user_attrs["zoo"] == fit[0] and first.user_attrs["params"] == int(fit[0].rsplit("_", 1)[1])
     assert first.state == TrialState.COMPLETE
+    assert sorted(t.user_attrs["zoo"] for t in study.get_trials() if "zoo" in t.user_attrs) == fit
 
 
 def test_a_deterministic_pruner_prunes(tmp_path):
