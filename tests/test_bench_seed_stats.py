@@ -107,3 +107,25 @@ def test_the_readmes_show_what_the_records_give_for_the_default_search_and_for_b
     assert mean >= 99.4                                   # the bare command's export, tested once
     diff = float(bf16.stdout.splitlines()[2].split()[3])
     assert abs(diff) < 0.1                                # bf16 within noise of fp32
+
+
+def test_the_bench_readme_shows_what_the_records_give_across_budgets_and_on_fashion_mnist():
+    r, a = ROOT / "bench" / "records", ROOT / "bench" / "records" / "seed000_actbn_19642"
+    b, f = r / "search_cpu_budgets", r / "search_cpu_fashion_20000"
+    budgets = _run("--group", "hand_made_19642", *sorted(a.glob("cpu-seeds*.json")),
+                   "--group", "found_20000", r / "search_cpu_default_20000" / "best.test.json",
+                   "--group", "found_10000", b / "budget-10000" / "best.test.json",
+                   "--group", "found_5000", b / "budget-5000" / "best.test.json")
+    fashion = _run("--group", "found", f / "best.test.json",
+                   "--group", "hand_made", f / "seed000_actbn_19642.result.json", "--target", "91")
+    assert budgets.returncode == 0 and fashion.returncode == 0, budgets.stderr + fashion.stderr
+    bench, readme = (ROOT / "bench" / "README.md").read_text(), (ROOT / "README.md").read_text()
+    for line in budgets.stdout.splitlines() + fashion.stdout.splitlines():
+        assert f"    {line}\n" in bench and f"    {line}\n" in readme, line
+    assert [line.split()[1] for line in budgets.stdout.splitlines()[:4]] == ["10", "3", "3", "3"]
+    assert [line.split()[1] for line in fashion.stdout.splitlines()[:2]] == ["3", "3"]
+    from space.analysis import count_params
+    from space.io import load
+
+    for sub, cap in (("budget-10000", 10000), ("budget-5000", 5000)):   # each export within its budget
+        assert count_params(load(b / sub / "best.yaml")) <= cap
