@@ -28,12 +28,14 @@ def eta_seconds(rungs: Sequence[Rung], trials: Sequence[FrozenTrial], started: f
                 closed: Callable[[int], bool] | None = None) -> float | None:
     """Seconds until the plan is done: the planned seconds of the epochs still to train, times the ratio
     of the time this run has taken to the planned seconds of the epochs it trained (None before any).
-    A rung that ``closed(r)`` says is closed trains no more trials than it has."""
+    A rung that ``closed(r)`` says is closed, or that has been promoted from, trains no more trials than
+    it has."""
     left = done = 0.0
+    highest = max((rung(t) for t in trials), default=0)
     for r, rg in enumerate(rungs):
         mine = [t for t in trials if rung(t) == r and counts(t)]
         target = rg.trials if r == 0 else (len(mine) or rg.trials)
-        if closed is not None and r < len(rungs) - 1 and closed(r):
+        if r < len(rungs) - 1 and (r < highest or (closed is not None and closed(r))):
             target = len(mine)
         cost = _epoch_cost(rg)
         left += max(0, target - len(mine)) * rg.epochs * cost

@@ -107,6 +107,8 @@ def test_the_eta_is_the_work_left_at_the_pace_of_this_run():
     assert eta_seconds(PLAN, [], started, started + 5) is None
     closed = eta_seconds(PLAN, trials, started, started + 30, closed=lambda r: r == 0)  # rung 0 takes no more
     assert closed == pytest.approx(2 * 2 * 2 * 10)
+    promoted = trials + [_t(3, rung=1, state=TrialState.RUNNING, start=t0 + dt.timedelta(seconds=2))]
+    assert eta_seconds(PLAN, promoted, started, started + 30) == pytest.approx(2 * 2 * 10)  # nor once promoted from
 
 
 def test_a_promoted_rung_keeps_as_many_as_the_time_left_can_train_at_their_measured_speed():
