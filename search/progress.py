@@ -15,6 +15,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from search.export import pct
 from search.plan import Rung, format_seconds
+from search.schedule import rung_closed
 from search.study import best, counted_finished, counts, finished, rung
 
 __all__ = ["eta_seconds", "EpochLine", "Printer"]
@@ -31,11 +32,11 @@ def eta_seconds(rungs: Sequence[Rung], trials: Sequence[FrozenTrial], started: f
     A rung that ``closed(r)`` says is closed, or that has been promoted from, trains no more trials than
     it has."""
     left = done = 0.0
-    highest = max((rung(t) for t in trials), default=0)
+    shut = rung_closed(len(rungs), trials, closed)
     for r, rg in enumerate(rungs):
         mine = [t for t in trials if rung(t) == r and counts(t)]
         target = rg.trials if r == 0 else (len(mine) or rg.trials)
-        if r < len(rungs) - 1 and (r < highest or (closed is not None and closed(r))):
+        if shut(r):
             target = len(mine)
         cost = _epoch_cost(rg)
         left += max(0, target - len(mine)) * rg.epochs * cost

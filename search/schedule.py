@@ -18,7 +18,7 @@ from optuna.trial import FrozenTrial, TrialState
 from search.plan import Rung
 from search.study import counts, rung
 
-__all__ = ["Decision", "decide", "affordable", "fresh_attrs", "promoted_attrs", "RungPruner"]
+__all__ = ["Decision", "decide", "rung_closed", "affordable", "fresh_attrs", "promoted_attrs", "RungPruner"]
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,7 @@ def decide(rungs: Sequence[Rung], trials: Sequence[FrozenTrial], closed: Callabl
     been promoted from is closed too (a study resumed after its rungs closed at their times goes on
     where it stopped, not back to fill them)."""
     last = len(rungs) - 1
-    highest = max((rung(t) for t in trials), default=0)
+    shut = rung_closed(len(rungs), trials, closed)
     for r, rg in enumerate(rungs):
         mine = [t for t in trials if rung(t) == r]
         if r > 0 and not mine:
@@ -52,7 +52,7 @@ def decide(rungs: Sequence[Rung], trials: Sequence[FrozenTrial], closed: Callabl
             return Decision("promote", r, top[:rg.trials])
         waiting = [t for t in mine if t.state == TrialState.WAITING]
         running = [t for t in mine if t.state == TrialState.RUNNING]
-        if r < last and (closed(r) or r < highest):  # promoted from already: more trials here would count for nothing
+        if shut(r):
             if waiting:
                 return Decision("drop", r, waiting)
             if running:
@@ -63,6 +63,14 @@ def decide(rungs: Sequence[Rung], trials: Sequence[FrozenTrial], closed: Callabl
         if running:
             return Decision("wait", r)
     return Decision("done", last)
+
+
+def rung_closed(n_rungs: int, trials: Sequence[FrozenTrial],
+                closed: Callable[[int], bool] | None = None) -> Callable[[int], bool]:
+    """Whether rung ``r`` takes no more trials: never the last one; one whose time is up (``closed(r)``),
+    or one that has been promoted from (more trials there would count for nothing)."""
+    highest = max((rung(t) for t in trials), default=0)
+    return lambda r: r < n_rungs - 1 and (r < highest or (closed is not None and closed(r)))
 
 
 def affordable(rungs: Sequence[Rung], r: int, sources: Sequence[FrozenTrial], seconds_left: float,
