@@ -319,21 +319,17 @@ def _md_table(rows: list[list[str]], head: list[str]) -> list[str]:
 def across_budgets(studies: Sequence[Any]) -> list[str]:
     """Markdown: each study's budget and best trial, and the Pareto front over all their trials."""
     from search.study import best as _best
-    from search.study import pareto_front
+    from search.study import pareto_across
 
-    rows, tagged = [], []
-    for st in sorted(studies, key=lambda st: -int(st.user_attrs.get("budget", 0))):
-        trials = st.get_trials(deepcopy=False)
-        tagged += [(t, st.study_name) for t in trials]
-        b = _best(trials)
+    rows, ordered = [], sorted(studies, key=lambda st: -int(st.user_attrs.get("budget", 0)))
+    for st in ordered:
+        b = _best(st.get_trials(deepcopy=False))
         rows.append([f"{st.user_attrs.get('budget', 0):,}", f"`{st.study_name}`", pct(b.value if b else None),
                      f"{b.user_attrs.get('params', 0):,}" if b else "-", str(b.number) if b else "-"])
-    where = {id(t): name for t, name in tagged}
-    front = pareto_front([t for t, _ in tagged])
     return (["## Across budgets", ""] + _md_table(rows, ["budget", "study", "best val acc", "params", "trial"])
             + ["", "Pareto front over the trials of all these studies (validation accuracy against parameters):", ""]
-            + _md_table([[f"`{where[id(t)]}`", str(t.number), f"{t.user_attrs['params']:,}", pct(t.value)]
-                         for t in front], ["study", "trial", "params", "val acc"]) + [""])
+            + _md_table([[f"`{name}`", str(t.number), f"{t.user_attrs['params']:,}", pct(t.value)]
+                         for name, t in pareto_across(ordered)], ["study", "trial", "params", "val acc"]) + [""])
 
 
 def write_report(study: Any, out: str | Path, storage_url: str | None = None, top: int = 10,

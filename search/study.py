@@ -13,8 +13,8 @@ from typing import Any
 
 from optuna.trial import FrozenTrial, TrialState
 
-__all__ = ["UNCOUNTED", "counts", "finished", "rung", "best", "pareto_front", "state_counts", "counted_finished",
-           "requeue_attrs", "alive", "fail_dead_local"]
+__all__ = ["UNCOUNTED", "counts", "finished", "rung", "best", "pareto_front", "pareto_across", "state_counts",
+           "counted_finished", "requeue_attrs", "alive", "fail_dead_local"]
 
 # fail reasons of trials that do not count towards --trials: a worker's crash, a kill, a surplus start
 UNCOUNTED = ("surplus", "stale", "interrupted")
@@ -62,6 +62,17 @@ def pareto_front(trials: Sequence[FrozenTrial]) -> list[FrozenTrial]:
             front.append(t)
             top = t.value
     return front
+
+
+def pareto_across(studies: Iterable[Any]) -> list[tuple[str, FrozenTrial]]:
+    """The Pareto front over the trials of several studies, each trial with its study's name."""
+    where: dict[int, str] = {}
+    trials: list[FrozenTrial] = []
+    for st in studies:
+        for t in st.get_trials(deepcopy=False):
+            trials.append(t)
+            where[id(t)] = st.study_name
+    return [(where[id(t)], t) for t in pareto_front(trials)]
 
 
 def state_counts(trials: Iterable[FrozenTrial]) -> dict[str, int]:

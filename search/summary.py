@@ -50,18 +50,13 @@ def closing(outcomes: Sequence[Outcome], storage: Any) -> None:
     import optuna
 
     from search.export import pct
-    from search.study import pareto_front
+    from search.study import pareto_across
 
     print("\nbudget   best val   params   study            export")
     for o in outcomes:
         p = o.best.user_attrs.get("params") if o.best is not None else None
         print(f"{o.budget:>6,}  {pct(o.best.value if o.best is not None else None):>9}  "
               f"{f'{p:,}' if p is not None else '-':>7}  {o.study:<15}  {o.out or '-'}")
-    tagged = []
-    for o in outcomes:
-        for t in optuna.load_study(study_name=o.study, storage=storage).get_trials(deepcopy=False):
-            tagged.append((t, o.study))
-    where = {id(t): s for t, s in tagged}
     print("pareto front over all budgets (val acc vs params):")
-    for t in pareto_front([t for t, _ in tagged]):
-        print(f"  {where[id(t)]:<15} trial {t.number:>3}  params {t.user_attrs['params']:>7,}  val {pct(t.value)}")
+    for name, t in pareto_across(optuna.load_study(study_name=o.study, storage=storage) for o in outcomes):
+        print(f"  {name:<15} trial {t.number:>3}  params {t.user_attrs['params']:>7,}  val {pct(t.value)}")
