@@ -271,7 +271,9 @@ def fit(model: nn.Module, data: Splits | Split, recipe: Recipe, device: str | to
     gen = torch.Generator(device=dev).manual_seed(recipe.seed)  # shuffling and augmentation
     steps = steps_per_epoch(len(train), recipe.batch_size)
     opt = _optimizer(model.parameters(), recipe)
-    sched, per_batch = _scheduler(opt, recipe, total, steps, validated=isinstance(data, Splits))
+    validated = isinstance(data, Splits)
+    sched, per_batch = _scheduler(opt, recipe, total, steps, validated=validated)
+    plateau = sched if isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau) else None
     history: list[dict[str, float]] = []
     start = 1
     if resume is not None:
@@ -299,7 +301,6 @@ def fit(model: nn.Module, data: Splits | Split, recipe: Recipe, device: str | to
                 message = (f"the loss became {train_loss} in epoch {epoch}: training diverged "
                            f"(lower lr {recipe.lr:g} or set grad_clip)")
                 break
-            plateau = sched if isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau) else None
             if not per_batch and sched is not None and plateau is None:
                 sched_step(sched)
 
@@ -317,7 +318,7 @@ def fit(model: nn.Module, data: Splits | Split, recipe: Recipe, device: str | to
                     break
                 metrics.update(val_loss=val_loss / len(held), val_acc=val_correct / len(held))
             if plateau is not None:  # one metric read on the host per epoch: validation accuracy, else training loss
-                plateau.step(metrics["val_acc"] if isinstance(data, Splits) and "val_acc" in metrics
+                plateau.step(metrics["val_acc"] if validated and "val_acc" in metrics
                            else metrics["train_loss"])
             metrics.update(seconds=time.perf_counter() - t0, train_seconds=train_seconds,
                            images_per_second=seen / train_seconds, lr=lr)

@@ -22,7 +22,7 @@ from torch import nn
 
 from space.spec import Recipe
 from trainer.augment import augment
-from trainer.data import MEAN, STD, Split
+from trainer.data import Split
 from trainer.optim import check_supported, init_state, update
 
 __all__ = ["Epoch", "prepare", "norm_of", "autocast", "steps_per_epoch"]
@@ -44,7 +44,7 @@ def norm_of(data: Split) -> Norm:
 
 
 def prepare(x: torch.Tensor, recipe: Recipe | None, gen: torch.Generator | None,
-            channels_last: bool, norm: Norm = (MEAN * 255, 1 / (STD * 255))) -> torch.Tensor:
+            channels_last: bool, norm: Norm) -> torch.Tensor:
     """uint8 (B, C, H, W) -> augmented, normalised float32 (B, C, H, W); ``norm``: :func:`norm_of` the split."""
     out = x.float()
     if recipe is not None:
