@@ -42,14 +42,11 @@ def evaluate_spec(spec: NetSpec, seeds: int = 3, *, data_dir: str | None = None,
     are refused.
     """
     from results._common import device as _device
-    from trainer.data import load_test, load_train, resolve_dataset
-    from trainer.train import train_and_test
+    from trainer.train import spec_data, train_and_test
 
     dev = _device(device)
-    data = resolve_dataset(dataset, spec.info.get("dataset"), data_dir, input=spec.input, classes=spec.classes,
-                           download=download)
-    train = load_train(data_dir, dataset=data.name).head(train_limit)
-    test = load_test(data_dir, dataset=data.name, download=download)
+    data, train, test = spec_data(spec, dataset, data_dir, download)
+    train = train.head(train_limit)
     monitor = train.head(_MONITOR)
     n_epochs = epochs or spec.recipe.epochs
     rows = []

@@ -35,7 +35,7 @@ from space.cli import Parser, UsageError, dataset_arg, run_main
 from space.cli import resolve_device as device_arg
 from space.io import load, write_atomic
 from space.spec import NetSpec
-from trainer.data import Split, load_test, load_train, resolve_dataset
+from trainer.data import Info, Split, load_test, load_train, resolve_dataset
 from trainer.loop import (
     PRECISIONS,
     Evaluation,
@@ -46,7 +46,7 @@ from trainer.loop import (
     resolve_precision,
 )
 
-__all__ = ["train_and_test", "main"]
+__all__ = ["spec_data", "train_and_test", "main"]
 
 
 def _count(name: str, lo: int) -> Any:
@@ -101,6 +101,15 @@ class _Progress:
     def clear(self) -> None:
         if self.tty:
             sys.stdout.write("\r\033[K")
+
+
+def spec_data(spec: NetSpec, dataset: str | None, data_dir: str | None,
+              download: bool = False) -> tuple[Info, Split, Split]:
+    """(dataset, training split, test split) for re-training ``spec``: ``dataset``, else the one the spec
+    records, else MNIST; data whose content hash differs from the recorded one are refused (DataError)."""
+    data = resolve_dataset(dataset, spec.info.get("dataset"), data_dir, input=spec.input, classes=spec.classes,
+                           download=download)
+    return data, load_train(data_dir, dataset=data.name), load_test(data_dir, dataset=data.name, download=download)
 
 
 def train_and_test(spec: NetSpec, seed: int, train: Split, test: Split, device: str | torch.device | None = None,
@@ -162,10 +171,8 @@ def _body(argv: Any) -> int:
             raise UsageError(f"--out: no such folder: {out.parent}")
         if out.is_dir():
             raise UsageError(f"--out: is a folder: {out}")
-        data = resolve_dataset(args.dataset, spec.info.get("dataset"), args.data_dir, input=spec.input,
-                               classes=spec.classes, download=args.download)
-        train = load_train(args.data_dir, dataset=data.name).head(args.train_limit or None)
-        test = load_test(args.data_dir, dataset=data.name, download=args.download)
+        data, train, test = spec_data(spec, args.dataset, args.data_dir, args.download)
+        train = train.head(args.train_limit or None)
     except ValueError as e:
         raise UsageError(_one_line(e)) from None
     train, test = train.to(device), test.to(device)
