@@ -26,11 +26,12 @@ def _epoch_cost(rg: Rung) -> float:
 
 
 def eta_seconds(rungs: Sequence[Rung], trials: Sequence[FrozenTrial], started: float, now: float,
-                closed: Callable[[int], bool] | None = None) -> float | None:
+                closed: Callable[[int], bool] | None = None, end: float | None = None) -> float | None:
     """Seconds until the plan is done: the planned seconds of the epochs still to train, times the ratio
     of the time this run has taken to the planned seconds of the epochs it trained (None before any).
     A rung that ``closed(r)`` says is closed, or that has been promoted from, trains no more trials than
-    it has."""
+    it has.  ``end``: when the rungs fill their times (:func:`search.schedule.decide`), the time the last
+    rung is to be done by; until the last rung begins, the work goes on at least until then."""
     left = done = 0.0
     shut = rung_closed(len(rungs), trials, closed)
     for r, rg in enumerate(rungs):
@@ -48,26 +49,28 @@ def eta_seconds(rungs: Sequence[Rung], trials: Sequence[FrozenTrial], started: f
                 done += trained * cost
     if done <= 0:
         return None
-    return left * (now - started) / done
+    filling = end is not None and not any(rung(t) == len(rungs) - 1 for t in trials)  # the last rung not yet begun
+    return max(left * (now - started) / done, end - now if filling and end is not None else 0.0)
 
 
 class EpochLine:
     """``trial 12  rung 1  epoch 3/4  val 98.12%  4.1s  | 14/90 trials done, ETA 31m``, after each epoch."""
 
     def __init__(self, rungs: Sequence[Rung], started: float, out: TextIO | None = None,
-                 closed: Callable[[int], bool] | None = None) -> None:
-        self.rungs, self.started, self.out, self.closed = rungs, started, out, closed
+                 closed: Callable[[int], bool] | None = None, end: float | None = None) -> None:
+        self.rungs, self.started, self.out, self.closed, self.end = rungs, started, out, closed, end
 
     def __call__(self, trial: Any, epoch: int, epochs: int, m: dict[str, Any]) -> None:
         trials = trial.study.get_trials(deepcopy=False)
         done = len(counted_finished(trials))
         total = sum(r.trials for r in self.rungs)
-        eta = eta_seconds(self.rungs, trials, self.started, time.time(), self.closed)
+        eta = eta_seconds(self.rungs, trials, self.started, time.time(), self.closed, self.end)
         r = int(trial.user_attrs.get("rung", 0))
         where = f"  rung {r}" if len(self.rungs) > 1 else ""
+        count = f"{done}/{total} trials done" if done <= total else f"{done} trials done ({total} planned)"
         print(f"  trial {trial.number:>3}{where}  epoch {epoch}/{epochs}  val {pct(float(m['val_acc'])):>7}  "
-              f"{float(m['seconds']):5.1f}s  | {done}/{total} trials done"
-              + (f", ETA {format_seconds(eta)}" if eta is not None else ""), file=self.out or sys.stdout, flush=True)
+              f"{float(m['seconds']):5.1f}s  | {count}" + (f", ETA {format_seconds(eta)}" if eta is not None else ""),
+              file=self.out or sys.stdout, flush=True)
 
 
 class Printer:
@@ -102,5 +105,6 @@ class Printer:
 
 
 def _bar(done: int, n: int, width: int = 20) -> str:
+    """``[#####...............]  12/48``; past the planned count (rungs filling their times), ``50 of 48 planned``."""
     k = min(width, round(width * done / max(n, 1)))
-    return f"[{'#' * k}{'.' * (width - k)}] {min(done, n):>3}/{n}"
+    return f"[{'#' * k}{'.' * (width - k)}] " + (f"{done:>3}/{n}" if done <= n else f"{done:>3} of {n} planned")

@@ -178,7 +178,8 @@ def _search(args: argparse.Namespace, argv: list[str], budget: int, name: str, s
                               input=args.data_shape[0], classes=args.data_shape[1],
                               seed=args.seed, study_name=name, weights_dir=study_dir(adir / "weights", name),
                               checkpoint_dir=study_dir(adir / "checkpoints", name),
-                              on_epoch=None if args.quiet else EpochLine(rungs, started, closed=work.closed),
+                              on_epoch=None if args.quiet else EpochLine(rungs, started, closed=work.closed,
+                                                                        end=closes[-1] if closes else None),
                               precision=args.precision)
         worker_loop(study, work, objective, None if args.worker else printer, stop)
     if args.worker:

@@ -34,12 +34,19 @@ def _target(r: int, rg: Rung, mine: Sequence[FrozenTrial]) -> int:
     return len({t.user_attrs["promoted_from"] for t in mine if "promoted_from" in t.user_attrs})
 
 
-def decide(rungs: Sequence[Rung], trials: Sequence[FrozenTrial], closed: Callable[[int], bool]) -> Decision:
+def decide(rungs: Sequence[Rung], trials: Sequence[FrozenTrial], closed: Callable[[int], bool],
+           fill: bool = False) -> Decision:
     """The next step.  ``closed(r)``: whether rung ``r``'s time is up (it starts no more trials; never
     asked of the last rung).  A rung above 0 starts once the one below has finished, with the best
     ``trials`` of it by validation accuracy (ties: fewer parameters) as its own trials; a rung that has
     been promoted from is closed too (a study resumed after its rungs closed at their times goes on
-    where it stopped, not back to fill them)."""
+    where it stopped, not back to fill them).
+
+    ``fill``: the plan's counts are what its measured speed expected, and the closing times rule: rung 0
+    goes on sampling until its time is up, however many trials that is, and a rung above takes the
+    plan's fraction of the trials finished below (at least its planned count), which the worker then
+    trims to what the rung's time affords (:func:`affordable`).  Without it (a plan given as data, or a
+    resumed study whose closing times are gone) the counts are the plan's."""
     last = len(rungs) - 1
     shut = rung_closed(len(rungs), trials, closed)
     for r, rg in enumerate(rungs):
@@ -49,7 +56,8 @@ def decide(rungs: Sequence[Rung], trials: Sequence[FrozenTrial], closed: Callabl
             top = sorted(below, key=lambda t: (-(t.value or 0.0), t.user_attrs.get("params", 0), t.number))
             if not top:
                 return Decision("done", r)
-            return Decision("promote", r, top[:rg.trials])
+            n = max(rg.trials, len(top) * rg.trials // max(1, rungs[r - 1].trials)) if fill else rg.trials
+            return Decision("promote", r, top[:n])
         waiting = [t for t in mine if t.state == TrialState.WAITING]
         running = [t for t in mine if t.state == TrialState.RUNNING]
         if shut(r):
@@ -58,7 +66,7 @@ def decide(rungs: Sequence[Rung], trials: Sequence[FrozenTrial], closed: Callabl
             if running:
                 return Decision("wait", r)
             continue
-        if sum(1 for t in mine if counts(t)) < _target(r, rg, mine) or waiting:
+        if (fill and r == 0 < last) or sum(1 for t in mine if counts(t)) < _target(r, rg, mine) or waiting:
             return Decision("ask", r)
         if running:
             return Decision("wait", r)

@@ -115,6 +115,11 @@ class Work:
     def closed(self, r: int) -> bool:
         return self.closes is not None and r < len(self.closes) and time.time() >= self.closes[r]
 
+    @property
+    def fill(self) -> bool:
+        """Whether the rungs fill their times (closing times known) rather than stop at the plan's counts."""
+        return self.closes is not None
+
 
 def worker_loop(study: Any, work: Work, objective: Any, printer: Callable[[Any], None] | None = None,
                 stop: threading.Event | None = None) -> None:
@@ -163,7 +168,7 @@ def _claim(study: Any, work: Work, rdb: bool) -> Any:
         optuna.storages.fail_stale_trials(study)
     else:
         fail_dead_local(study, work.host)
-    d = decide(work.rungs, study.get_trials(deepcopy=False), work.closed)
+    d = decide(work.rungs, study.get_trials(deepcopy=False), work.closed, work.fill)
     if d.kind == "done":
         return _DONE
     if d.kind == "promote":
@@ -273,7 +278,7 @@ def spawn_workers(cmd: Sequence[str], jobs: int, study: Any, printer: Callable[[
                     _stop(procs)
                     return -1
                 died += 1
-                more = decide(work.rungs, study.get_trials(deepcopy=False), work.closed).kind != "done"
+                more = decide(work.rungs, study.get_trials(deepcopy=False), work.closed, work.fill).kind != "done"
                 print(f"worker {i + 1} (pid {p.pid}) died ({_exit_text(p.returncode)}); its trial is redone"
                       + ("; starting another worker" if more else ""), file=sys.stderr, flush=True)
                 procs[i] = subprocess.Popen(list(cmd), env=env) if more else _Done()

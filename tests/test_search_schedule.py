@@ -139,3 +139,33 @@ def test_a_rung_promoted_from_is_closed_when_the_study_resumes():
                                                                        promoted_from=2), _t(7, rung=2, value=0.995)]
     d = decide(three, waiting, OPEN)
     assert d.kind == "drop" and d.rung == 1 and [t.number for t in d.trials] == [6]
+
+
+def test_with_closing_times_rung_0_samples_until_its_time_is_up_and_promotes_the_plans_fraction():
+    # the plan expected 6 rung-0 trials and 2 promoted (a third); the trials were cheaper than measured
+    twelve = [_t(i, value=0.90 + i / 1000) for i in range(12)]
+    assert decide(PLAN, twelve, OPEN).kind == "promote"                 # without fill: the plan's count
+    assert decide(PLAN, twelve, OPEN, fill=True).kind == "ask"          # with fill: rung 0 is open, it samples
+    d = decide(PLAN, twelve, lambda r: r == 0, fill=True)               # its time is up: a third of 12 promoted
+    assert d.kind == "promote" and [t.number for t in d.trials] == [11, 10, 9, 8]
+    few = [_t(i, value=0.9) for i in range(3)]                          # slower than measured: closed at 3
+    assert len(decide(PLAN, few, lambda r: r == 0, fill=True).trials) == 2   # at least the planned count
+    one = [Rung(3, 300, 1, 0, 3.0)]                                     # a single rung is the last: it never
+    assert decide(one, [_t(i, value=0.9) for i in range(3)], OPEN, fill=True).kind == "done"  # fills
+
+
+def test_while_the_rungs_fill_their_times_the_eta_is_at_least_the_time_to_the_end():
+    t0 = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+    started = t0.timestamp()
+    trials = [_t(i, value=0.9, start=t0 + dt.timedelta(seconds=1)) for i in range(3)]   # 3 epochs in 3 s: on plan
+    assert eta_seconds(PLAN, trials, started, started + 3) == pytest.approx(3 + 8)
+    assert eta_seconds(PLAN, trials, started, started + 3, end=started + 100) == pytest.approx(97)
+    last = trials + [_t(3, rung=1, state=TrialState.RUNNING, start=t0 + dt.timedelta(seconds=2))]
+    assert eta_seconds(PLAN, last, started, started + 3, end=started + 100) == pytest.approx(2 * 2 * 1)  # begun
+
+
+def test_the_progress_bar_says_when_the_rungs_have_gone_past_the_planned_count():
+    from search.progress import _bar
+
+    assert _bar(12, 48) == "[#####...............]  12/48"
+    assert _bar(50, 48) == "[####################]  50 of 48 planned"
