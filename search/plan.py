@@ -7,7 +7,9 @@ at the next rung on more images for more epochs; the last rung trains at the ful
 exported recipe (all training images, the export's epochs), so the network exported is the one
 trained as it will be re-trained.
 
-:func:`make_plan` is a pure function of the measured throughput and the time budget.
+:func:`make_plan` is a pure function of the measured throughput and the time budget.  Its counts are
+what that throughput, measured in a few seconds, expects; when the search runs a plan it made, each
+rung's share of the time rules instead (:func:`search.schedule.decide` with ``fill``).
 """
 
 from __future__ import annotations
