@@ -99,6 +99,31 @@ def test_the_plan_is_measured_on_this_machine_and_fits_the_time_given(tmp_path, 
     assert len(counted_finished(study.get_trials())) >= 1 and out.is_file()
 
 
+def test_with_closing_times_rung_0_fills_its_time_and_the_next_rung_takes_the_plans_fraction(tmp_path, monkeypatch,
+                                                                                             capsys):
+    import time
+
+    import search.worker
+
+    storage = tmp_path / "s.log"
+
+    def closed(self, r):  # rung 0's time is up once it has 8 finished trials (twice the plan's 4): a state, not a clock
+        done = [t for t in _rung(_study(storage, "budget-5000"), 0) if t.state.is_finished()]
+        return r == 0 and len(done) >= 8
+
+    monkeypatch.setattr(search.worker.Work, "closed", closed)
+    far = time.time() + 3600
+    rc = main(["--budget", "5000", "--plan", _plan_file(tmp_path), "--closes", f"{far},{far}", "--storage",
+               str(storage), "--out", str(tmp_path / "best.yaml"), *COMMON])
+    assert rc == 0
+    study = _study(storage, "budget-5000")
+    assert len(_rung(study, 0)) == 8                              # the plan said 4; the time (here: state) ruled
+    top = sorted(_rung(study, 0), key=lambda t: (-t.value, t.user_attrs["params"], t.number))
+    promoted = sorted(t.user_attrs["promoted_from"] for t in _rung(study, 1))
+    assert promoted == sorted(t.number for t in top[:4])           # the plan promotes 2 of 4: of 8, the top 4
+    assert "8 of 6 planned" in capsys.readouterr().out
+
+
 def test_a_resumed_study_keeps_its_plan(tmp_path, capsys):
     storage = tmp_path / "s.log"
     args = ["--budget", "5000", "--storage", str(storage), "--out", str(tmp_path / "b.yaml"), *COMMON]
