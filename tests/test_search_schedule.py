@@ -150,6 +150,8 @@ def test_with_closing_times_rung_0_samples_until_its_time_is_up_and_promotes_the
     assert d.kind == "promote" and [t.number for t in d.trials] == [11, 10, 9, 8]
     few = [_t(i, value=0.9) for i in range(3)]                          # slower than measured: closed at 3
     assert len(decide(PLAN, few, lambda r: r == 0, fill=True).trials) == 2   # at least the planned count
+    seven = [_t(i, value=0.9) for i in range(7)]                        # a third of 7, rounded up: 3
+    assert len(decide(PLAN, seven, lambda r: r == 0, fill=True).trials) == 3
     one = [Rung(3, 300, 1, 0, 3.0)]                                     # a single rung is the last: it never
     assert decide(one, [_t(i, value=0.9) for i in range(3)], OPEN, fill=True).kind == "done"  # fills
 
