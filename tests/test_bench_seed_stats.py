@@ -129,3 +129,23 @@ def test_the_bench_readme_shows_what_the_records_give_across_budgets_and_on_fash
 
     for sub, cap in (("budget-10000", 10000), ("budget-5000", 5000)):   # each export within its budget
         assert count_params(load(b / sub / "best.yaml")) <= cap
+
+
+def test_the_bench_readme_shows_what_the_records_give_for_the_searches_whose_rungs_filled_their_time():
+    r = ROOT / "bench" / "records"
+    b, f = r / "search_cpu_budgets", r / "search_cpu_fill"
+    out = _run("--group", "hand_made_19642", *sorted((r / "seed000_actbn_19642").glob("cpu-seeds*.json")),
+               "--group", "earlier_10000", b / "budget-10000" / "best.test.json",
+               "--group", "filled_10000", f / "budget-10000" / "best.test.json",
+               "--group", "earlier_5000", b / "budget-5000" / "best.test.json",
+               "--group", "filled_5000", f / "budget-5000" / "best.test.json")
+    assert out.returncode == 0, out.stderr
+    bench = (ROOT / "bench" / "README.md").read_text()
+    for line in out.stdout.splitlines():
+        assert f"    {line}\n" in bench, line
+    assert [line.split()[1] for line in out.stdout.splitlines()[:5]] == ["10", "3", "3", "3", "3"]
+    from space.analysis import count_params
+    from space.io import load
+
+    for sub, cap in (("budget-10000", 10000), ("budget-5000", 5000)):   # each export within its budget
+        assert count_params(load(f / sub / "best.yaml")) <= cap

@@ -1,0 +1,69 @@
+"""A study's rungs as run against its plan: for each rung, the trials planned and their expected minutes,
+the trials run (by state) and when the rung's last trial finished, in minutes from the study's first.
+
+    python bench/rungs.py JOURNAL STUDY
+
+``JOURNAL`` is an Optuna journal file as ``search.run`` writes it (``runs/cnnsearch.log``), or its
+gzipped copy under ``bench/records/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import sys
+import tempfile
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+
+def lines(study: Any) -> list[str]:
+    plan = study.user_attrs.get("plan") or []
+    trials = study.get_trials(deepcopy=False)
+    starts = [t.datetime_start for t in trials if t.datetime_start is not None]
+    out = []
+    for r, p in enumerate(plan):
+        mine = [t for t in trials if t.user_attrs.get("rung", 0) == r]
+        states = ", ".join(f"{n} {s.lower()}" for s, n in Counter(t.state.name for t in mine).items())
+        ends = [t.datetime_complete for t in mine if t.datetime_complete is not None]
+        at = f", done at {(max(ends) - min(starts)).total_seconds() / 60:.1f} min" if ends and starts else ""
+        out.append(f"rung {r}: planned {p['trials']:>3} ({p['seconds'] / 60:4.1f} min), ran {len(mine):>3}"
+                   f"{f' ({states})' if states else ''}{at}")
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("journal", type=Path)
+    ap.add_argument("study")
+    args = ap.parse_args(argv)
+    import optuna
+    from optuna.storages.journal import JournalFileBackend
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        data = (gzip.decompress if args.journal.suffix == ".gz" else bytes)(args.journal.read_bytes())
+    except (OSError, gzip.BadGzipFile) as e:
+        print(f"error: {args.journal}: {e}", file=sys.stderr)
+        return 2
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "journal.log"
+        path.write_bytes(data)
+        storage = optuna.storages.JournalStorage(JournalFileBackend(str(path)))
+        try:
+            study = optuna.load_study(study_name=args.study, storage=storage)
+        except KeyError:
+            names = ", ".join(s.study_name for s in optuna.get_all_study_summaries(storage))
+            print(f"error: {args.journal}: no study {args.study!r} (it has: {names or 'none'})", file=sys.stderr)
+            return 2
+        if not study.user_attrs.get("plan"):
+            print(f"error: {args.journal}: study {args.study!r} was not run with a fidelity plan", file=sys.stderr)
+            return 2
+        for line in lines(study):
+            print(line)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

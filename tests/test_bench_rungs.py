@@ -1,0 +1,71 @@
+"""bench/rungs.py: a study's rungs, planned against run, from its journal (plain or gzipped); and the
+figures bench/README.md quotes from the committed journals."""
+
+from __future__ import annotations
+
+import datetime as dt
+import gzip
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+from optuna.trial import TrialState, create_trial
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _run(*args):
+    return subprocess.run([sys.executable, str(ROOT / "bench" / "rungs.py"), *map(str, args)],
+                          capture_output=True, text=True, timeout=120)
+
+
+def _journal(path):
+    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path)))
+    study = optuna.create_study(study_name="budget-5000", storage=storage, direction="maximize")
+    study.set_user_attr("plan", [{"trials": 2, "images": 300, "epochs": 1, "promote": 1, "seconds": 120.0},
+                                 {"trials": 1, "images": 600, "epochs": 2, "promote": 0, "seconds": 90.0}])
+    t0 = dt.datetime(2026, 1, 1)
+    for i, (r, state, minutes) in enumerate([(0, TrialState.COMPLETE, 1), (0, TrialState.COMPLETE, 2),
+                                             (0, TrialState.PRUNED, 3), (1, TrialState.COMPLETE, 7)]):
+        t = create_trial(state=state, value=0.9 if state == TrialState.COMPLETE else None,
+                         intermediate_values={1: 0.9}, user_attrs={"rung": r})
+        t.datetime_start, t.datetime_complete = t0 + dt.timedelta(minutes=i), t0 + dt.timedelta(minutes=minutes + 1)
+        study.add_trial(t)
+    optuna.create_study(study_name="legacy", storage=storage)
+
+
+def test_prints_each_rung_planned_against_run_from_a_plain_or_gzipped_journal(tmp_path):
+    _journal(tmp_path / "j.log")
+    (tmp_path / "j.log.gz").write_bytes(gzip.compress((tmp_path / "j.log").read_bytes()))
+    for name in ("j.log", "j.log.gz"):
+        r = _run(tmp_path / name, "budget-5000")
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.splitlines() == [
+            "rung 0: planned   2 ( 2.0 min), ran   3 (2 complete, 1 pruned), done at 4.0 min",
+            "rung 1: planned   1 ( 1.5 min), ran   1 (1 complete), done at 8.0 min"]
+
+
+def test_a_missing_file_an_unknown_study_or_one_without_a_plan_is_one_line_and_status_2(tmp_path):
+    _journal(tmp_path / "j.log")
+    for args, says in (((tmp_path / "none.log", "budget-5000"), "none.log"),
+                       ((tmp_path / "j.log", "budget-3"), "no study 'budget-3' (it has: budget-5000, legacy)"),
+                       ((tmp_path / "j.log", "legacy"), "was not run with a fidelity plan")):
+        r = _run(*args)
+        assert r.returncode == 2 and r.stdout == "" and len(r.stderr.strip().splitlines()) == 1, r.stderr
+        assert says in r.stderr
+
+
+def test_the_bench_readme_shows_the_rungs_of_the_filling_searches_as_their_journals_give_them():
+    f = ROOT / "bench" / "records" / "search_cpu_fill"
+    bench = (ROOT / "bench" / "README.md").read_text()
+    for b in (10000, 5000):
+        r = _run(f / f"budget-{b}" / "cnnsearch.log.gz", f"budget-{b}")
+        assert r.returncode == 0, r.stderr
+        lines = r.stdout.splitlines()
+        assert len(lines) == 4
+        for line in lines:
+            assert f"    {line}\n" in bench, line
+        ran = sum(int(line.split("ran")[1].split()[0]) for line in lines)
+        planned = sum(int(line.split("planned")[1].split()[0]) for line in lines)
+        assert ran > 1.5 * planned                     # the rungs filled their time: well past the plan's counts
