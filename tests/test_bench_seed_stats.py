@@ -144,6 +144,10 @@ def test_the_bench_readme_shows_what_the_records_give_for_the_searches_whose_run
     for line in out.stdout.splitlines():
         assert f"    {line}\n" in bench, line
     assert [line.split()[1] for line in out.stdout.splitlines()[:5]] == ["10", "3", "3", "3", "3"]
+    for budget in ("10000", "5000"):                   # each budget's two exports against each other
+        pair = _run("--group", f"earlier_{budget}", b / f"budget-{budget}" / "best.test.json",
+                    "--group", f"filled_{budget}", f / f"budget-{budget}" / "best.test.json")
+        assert pair.returncode == 0 and f"    {pair.stdout.splitlines()[-1]}\n" in bench, pair.stdout
     from space.analysis import count_params
     from space.io import load
 
