@@ -164,7 +164,7 @@ def plot_pareto(trials: Sequence[Any], path: Path, budget: int | None) -> None:
     front: list[Any] = pareto_front(trials)
     if front:
         ax.step([t.user_attrs["params"] for t in front], _clip([100 * t.value for t in front], floor),
-                where="post", color="tab:red", lw=1.5, zorder=2, label="Pareto front")
+                where="post", color="tab:red", lw=1.5, zorder=2, label="Pareto front (highest fidelity)")
         ax.scatter([t.user_attrs["params"] for t in front], _clip([100 * t.value for t in front], floor),
                    facecolors="none", edgecolors="tab:red", s=90, zorder=4)
         for t in front:
@@ -327,7 +327,8 @@ def across_budgets(studies: Sequence[Any]) -> list[str]:
         rows.append([f"{st.user_attrs.get('budget', 0):,}", f"`{st.study_name}`", pct(b.value if b else None),
                      f"{b.user_attrs.get('params', 0):,}" if b else "-", str(b.number) if b else "-"])
     return (["## Across budgets", ""] + _md_table(rows, ["budget", "study", "best val acc", "params", "trial"])
-            + ["", "Pareto front over the trials of all these studies (validation accuracy against parameters):", ""]
+            + ["", "Pareto front over the trials of all these studies at the highest fidelity "
+                                 "reached (validation accuracy against parameters):", ""]
             + _md_table([[f"`{name}`", str(t.number), f"{t.user_attrs['params']:,}", pct(t.value)]
                          for name, t in pareto_across(ordered)], ["study", "trial", "params", "val acc"]) + [""])
 

@@ -111,8 +111,8 @@ def study_note(study: Any, trials: Sequence[Any] | None = None, best: Any = None
               "python -m results.evaluate best.yaml --seeds 3", "```", ""]
     front = pareto_front(trials)
     if front:
-        lines += ["## Pareto front", "", "Validation accuracy against parameters: no other trial is both smaller "
-                  "and more accurate.", ""]
+        lines += ["## Pareto front", "", "Validation accuracy against parameters, among the trials trained at the "
+                  "highest fidelity reached: no other of them is both smaller and more accurate.", ""]
         rows = [[str(t.number), f"{t.user_attrs['params']:,}", pct(t.value),
                  str(t.user_attrs.get("zoo", ""))] for t in front]
         lines += _table(rows, ["trial", "params", "val acc", "zoo"]) + [""]

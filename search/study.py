@@ -13,7 +13,8 @@ from typing import Any
 
 from optuna.trial import FrozenTrial, TrialState
 
-__all__ = ["UNCOUNTED", "counts", "finished", "rung", "best", "pareto_front", "pareto_across", "state_counts",
+__all__ = ["UNCOUNTED", "counts", "finished", "rung", "best", "fidelity", "top_fidelity", "pareto_front",
+           "pareto_across", "state_counts",
            "counted_finished", "requeue_attrs", "alive", "fail_dead_local"]
 
 # fail reasons of trials that do not count towards --trials: a worker's crash, a kill, a surplus start
@@ -51,9 +52,27 @@ def best(trials: Sequence[FrozenTrial]) -> FrozenTrial | None:
     return max(done, key=lambda t: (rung(t), t.value, -t.user_attrs.get("params", 0))) if done else None
 
 
+def fidelity(t: FrozenTrial) -> tuple[int, int]:
+    """The trial's training images (0: the whole split) and epochs, as its rung gave them."""
+    return int(t.user_attrs.get("train_limit") or 0), int(t.user_attrs.get("epochs") or 0)
+
+
+def top_fidelity(trials: Sequence[FrozenTrial]) -> list[FrozenTrial]:
+    """The completed trials trained at the highest fidelity any of them reached (most images x epochs; the
+    whole split counts as most): validation accuracies compare only at one fidelity."""
+    def work(t: FrozenTrial) -> tuple[bool, int]:
+        images, epochs = fidelity(t)
+        return images == 0, images * epochs
+
+    done = _complete(trials)
+    high = max((work(t) for t in done), default=None)
+    return [t for t in done if work(t) == high]
+
+
 def pareto_front(trials: Sequence[FrozenTrial]) -> list[FrozenTrial]:
-    """Completed trials that no other beats on both validation accuracy (higher) and parameters (fewer)."""
-    done = [t for t in _complete(trials) if "params" in t.user_attrs]
+    """The completed trials at the highest fidelity reached (:func:`top_fidelity`) that no other of them
+    beats on both validation accuracy (higher) and parameters (fewer)."""
+    done = [t for t in top_fidelity(trials) if "params" in t.user_attrs]
     front: list[FrozenTrial] = []
     top = -1.0
     for t in sorted(done, key=lambda t: (t.user_attrs["params"], -(t.value or 0.0))):

@@ -32,8 +32,9 @@ def summary(study: Any, args: argparse.Namespace, budget: int, out: Path, adir: 
     p = int(best.user_attrs.get("params", 0))
     at = f" at rung {best.user_attrs.get('rung', 0)}" if len(rungs) > 1 else ""
     print(f"best: trial {best.number}{at}, {p:,} params ({p / budget:.0%} of {budget:,}), val acc {pct(best.value)}")
-    print("pareto front (val acc vs params):")
-    for t in pareto_front(trials):
+    front = pareto_front(trials)
+    print(f"pareto front (val acc vs params{_at(front)}):")
+    for t in front:
         print(f"  trial {t.number:>3}  params {t.user_attrs['params']:>7,}  val {pct(t.value)}")
     epochs = args.export_epochs or (args.epochs if legacy(args) else DEFAULT_EPOCHS)
     export_best(study, best, out, storage_url=args.storage, epochs=epochs)
@@ -57,6 +58,17 @@ def closing(outcomes: Sequence[Outcome], storage: Any) -> None:
         p = o.best.user_attrs.get("params") if o.best is not None else None
         print(f"{o.budget:>6,}  {pct(o.best.value if o.best is not None else None):>9}  "
               f"{f'{p:,}' if p is not None else '-':>7}  {o.study:<15}  {o.out or '-'}")
-    print("pareto front over all budgets (val acc vs params):")
-    for name, t in pareto_across(optuna.load_study(study_name=o.study, storage=storage) for o in outcomes):
+    across = pareto_across(optuna.load_study(study_name=o.study, storage=storage) for o in outcomes)
+    print(f"pareto front over all budgets (val acc vs params{_at([t for _, t in across])}):")
+    for name, t in across:
         print(f"  {name:<15} trial {t.number:>3}  params {t.user_attrs['params']:>7,}  val {pct(t.value)}")
+
+
+def _at(front: Sequence[Any]) -> str:
+    """``, trials at 55,000 images x 15 epochs``: the one fidelity the front compares at (where it is known)."""
+    from search.study import fidelity
+
+    if not front or not fidelity(front[0])[0]:
+        return ""
+    images, epochs = fidelity(front[0])
+    return f", trials at {images:,} images x {epochs} epoch{'s' if epochs != 1 else ''}"

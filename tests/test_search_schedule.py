@@ -171,3 +171,28 @@ def test_the_progress_bar_says_when_the_rungs_have_gone_past_the_planned_count()
 
     assert _bar(12, 48) == "[#####...............]  12/48"
     assert _bar(50, 48) == "[####################]  50 of 48 planned"
+
+
+def test_the_pareto_front_compares_trials_at_the_highest_fidelity_reached_only():
+    from search.study import pareto_across, pareto_front
+
+    low = dict(train_limit=6900, epochs=2)
+    full = dict(train_limit=55000, epochs=15)
+    trials = [_t(0, value=0.56, params=600, **low), _t(1, value=0.97, params=900, **low),
+              _t(2, value=0.992, params=950, rung=3, **full), _t(3, value=0.994, params=990, rung=3, **full),
+              _t(4, value=0.990, params=980, rung=3, **full), _t(5, state=TrialState.RUNNING, params=100, **full)]
+    assert [t.number for t in pareto_front(trials)] == [2, 3]   # a 2-epoch trial is no point on the front
+    legacy = [_t(0, value=0.9, params=500), _t(1, value=0.95, params=800), _t(2, value=0.93, params=900)]
+    assert [t.number for t in pareto_front(legacy)] == [0, 1]   # one fidelity: every trial compares
+    assert pareto_front([]) == []
+
+    class S:
+        def __init__(self, name, trials):
+            self.study_name, self.trials = name, trials
+
+        def get_trials(self, deepcopy=False):
+            return self.trials
+
+    small = [_t(0, value=0.991, params=450, rung=3, **full), _t(1, value=0.95, params=300, **low)]
+    assert [(n, t.number) for n, t in pareto_across([S("b-1000", trials), S("b-500", small)])] == [
+        ("b-500", 0), ("b-1000", 2), ("b-1000", 3)]
