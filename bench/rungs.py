@@ -19,16 +19,18 @@ from typing import Any
 
 
 def lines(study: Any) -> list[str]:
-    plan = study.user_attrs.get("plan") or []
+    from search.setup import stored_rungs
+    from search.study import rung
+
     trials = study.get_trials(deepcopy=False)
     starts = [t.datetime_start for t in trials if t.datetime_start is not None]
     out = []
-    for r, p in enumerate(plan):
-        mine = [t for t in trials if t.user_attrs.get("rung", 0) == r]
+    for r, p in enumerate(stored_rungs(study)):
+        mine = [t for t in trials if rung(t) == r]
         states = ", ".join(f"{n} {s.lower()}" for s, n in Counter(t.state.name for t in mine).items())
         ends = [t.datetime_complete for t in mine if t.datetime_complete is not None]
         at = f", done at {(max(ends) - min(starts)).total_seconds() / 60:.1f} min" if ends and starts else ""
-        out.append(f"rung {r}: planned {p['trials']:>3} ({p['seconds'] / 60:4.1f} min), ran {len(mine):>3}"
+        out.append(f"rung {r}: planned {p.trials:>3} ({p.seconds / 60:4.1f} min), ran {len(mine):>3}"
                    f"{f' ({states})' if states else ''}{at}")
     return out
 
@@ -39,7 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("study")
     args = ap.parse_args(argv)
     import optuna
-    from optuna.storages.journal import JournalFileBackend
+
+    from search.storage import get_storage
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
@@ -50,18 +53,18 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as d:
         path = Path(d) / "journal.log"
         path.write_bytes(data)
-        storage = optuna.storages.JournalStorage(JournalFileBackend(str(path)))
+        storage = get_storage(str(path))
         try:
             study = optuna.load_study(study_name=args.study, storage=storage)
         except KeyError:
             names = ", ".join(s.study_name for s in optuna.get_all_study_summaries(storage))
             print(f"error: {args.journal}: no study {args.study!r} (it has: {names or 'none'})", file=sys.stderr)
             return 2
-        if not study.user_attrs.get("plan"):
+        rows = lines(study)
+        if not rows:
             print(f"error: {args.journal}: study {args.study!r} was not run with a fidelity plan", file=sys.stderr)
             return 2
-        for line in lines(study):
-            print(line)
+        print("\n".join(rows))
     return 0
 
 

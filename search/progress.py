@@ -49,8 +49,8 @@ def eta_seconds(rungs: Sequence[Rung], trials: Sequence[FrozenTrial], started: f
                 done += trained * cost
     if done <= 0:
         return None
-    filling = end is not None and not any(rung(t) == len(rungs) - 1 for t in trials)  # the last rung not yet begun
-    return max(left * (now - started) / done, end - now if filling and end is not None else 0.0)
+    begun = any(rung(t) == len(rungs) - 1 for t in trials)  # the last rung
+    return max(left * (now - started) / done, end - now if end is not None and not begun else 0.0)
 
 
 class EpochLine:

@@ -68,7 +68,7 @@ def _at(front: Sequence[Any]) -> str:
     """``, trials at 55,000 images x 15 epochs``: the one fidelity the front compares at (where it is known)."""
     from search.study import fidelity
 
-    if not front or not fidelity(front[0])[0]:
+    images, epochs = fidelity(front[0]) if front else (0, 0)
+    if not images:
         return ""
-    images, epochs = fidelity(front[0])
     return f", trials at {images:,} images x {epochs} epoch{'s' if epochs != 1 else ''}"
