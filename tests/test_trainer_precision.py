@@ -20,9 +20,11 @@ SPEC = from_dict(TINY)
 CPU = torch.device("cpu")
 
 # (train_loss, train_acc, val_loss, val_acc) of each of two epochs on 300 + 200 images, as the trainer gave them
-# in fp32 (commit 53b4c3e, before precision existed): the graphed steps, uncaptured, gave TODAY; the eager epoch
-# then stepped torch.optim and gave EAGER_BEFORE, within float rounding.  The eager and the graphed path now run
-# one step function, and both give TODAY.
+# in fp32 (commit 53b4c3e, before precision existed) on the AMD EPYC this project was first developed on: the
+# graphed steps, uncaptured, gave TODAY; the eager epoch then stepped torch.optim and gave EAGER_BEFORE, within
+# float rounding.  The eager and the graphed path now run one step function.  Another processor's kernels round
+# differently (oneDNN picks its code by instruction set): SGD's numbers stay within 1e-7 of these, AdamW's, whose
+# first steps divide by a second moment near zero, within 2e-4 (an Intel Xeon with AMX).
 TODAY = {
     "sgd": [(2.3111909993489586, 0.15666666666666668, 2.204689178466797, 0.235),
             (1.8509647623697916, 0.49, 1.8720913696289063, 0.56)],
@@ -56,15 +58,24 @@ def _numbers(result):
     return [(m["train_loss"], m["train_acc"], m["val_loss"], m["val_acc"]) for m in result.epochs]
 
 
-@pytest.mark.parametrize("graphs", [False, True], ids=["eager", "graphed"])
+# how near the numbers before bf16 an fp32 run must be on any processor; bf16 autocast moves SGD's by 1.4e-4
+CLOSE = {"sgd": 1e-6, "adamw": 1e-3}
+
+
 @pytest.mark.parametrize("name", list(RECIPES))
-def test_precision_fp32_gives_exactly_the_numbers_of_the_trainer_before_bf16(data, name, graphs):
+def test_precision_fp32_gives_the_numbers_of_the_trainer_before_bf16_eager_and_graphed_alike(data, name):
     r = dataclasses.replace(SPEC.recipe, epochs=2, **RECIPES[name])
-    result = _fit(Splits(data.train.head(300), data.val.head(200)), r, graphs=graphs, precision="fp32")
-    assert result.ok and result.precision == "fp32"
-    assert _numbers(result) == TODAY[name]
-    for got, before in zip(_numbers(result), EAGER_BEFORE[name], strict=True):
+    small = Splits(data.train.head(300), data.val.head(200))
+    eager, graphed = (_fit(small, r, graphs=g, precision="fp32") for g in (False, True))
+    assert eager.ok and graphed.ok and eager.precision == graphed.precision == "fp32"
+    assert _numbers(eager) == _numbers(graphed)  # one step function: bit for bit, on any processor
+    for got, today, before in zip(_numbers(eager), TODAY[name], EAGER_BEFORE[name], strict=True):
+        assert got[1] == today[1] and got[3] == today[3]  # the same images right
+        assert got == pytest.approx(today, rel=CLOSE[name])
         assert got == pytest.approx(before, rel=5e-4)
+    if name == "sgd":  # and the check can tell: bf16 autocast lands outside it
+        bf16 = [x for epoch in _numbers(_fit(small, r, graphs=False, precision="bf16")) for x in epoch]
+        assert bf16 != pytest.approx([x for epoch in TODAY[name] for x in epoch], rel=CLOSE[name])
 
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
