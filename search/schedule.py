@@ -127,13 +127,17 @@ class _RungView:
 
 
 class RungPruner(BasePruner):
-    """Optuna's median pruner, applied within a rung: a trial is compared only with trials trained at its
-    own fidelity.  Each rung warms up for a fifth of its epochs."""
+    """Optuna's median pruner, applied within a rung: a trial is compared only with trials of its own rung,
+    trained at its fidelity; each rung warms up for a fifth of its epochs.  Rung and epochs are the trial's
+    own (its user attributes; ``epochs`` for a trial without them), so the pruner is right however early it
+    was made: before a new study's plan exists, in a worker, on a resumed study."""
 
-    def __init__(self, epochs: Sequence[int], n_startup_trials: int = 5) -> None:
-        self._inner = [MedianPruner(n_startup_trials=n_startup_trials, n_warmup_steps=max(1, e // 5))
-                       for e in epochs]
+    def __init__(self, epochs: int, n_startup_trials: int = 5) -> None:
+        self._epochs, self._n_startup = epochs, n_startup_trials
+        self._inner: dict[tuple[int, int], MedianPruner] = {}
 
     def prune(self, study: Any, trial: FrozenTrial) -> bool:
-        r = min(rung(trial), len(self._inner) - 1)
-        return self._inner[r].prune(_RungView(study, r), trial)  # type: ignore[arg-type]
+        r, e = rung(trial), int(trial.user_attrs.get("epochs") or self._epochs)
+        if (r, e) not in self._inner:
+            self._inner[r, e] = MedianPruner(n_startup_trials=self._n_startup, n_warmup_steps=max(1, e // 5))
+        return self._inner[r, e].prune(_RungView(study, r), trial)  # type: ignore[arg-type]

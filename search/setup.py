@@ -77,9 +77,8 @@ def make_study(args: argparse.Namespace, storage: Any, name: str, budget: int, c
         for key, value in (settings | {"seed": args.seed}).items():  # seed: of the train/val split, the first run's
             if key not in old:
                 study.set_user_attr(key, value)
-    rungs = stored_rungs(study)
     if args.pruner == "median":
-        study.pruner = RungPruner([r.epochs for r in rungs] if rungs else [args.epochs or DEFAULT_EPOCHS])
+        study.pruner = RungPruner(args.epochs or DEFAULT_EPOCHS)
     elif args.pruner == "hyperband":
         study.pruner = optuna.pruners.HyperbandPruner(min_resource=1, max_resource=args.epochs or DEFAULT_EPOCHS,
                                                       reduction_factor=3)

@@ -81,7 +81,7 @@ def test_the_last_rung_never_closes():
 
 
 def test_the_pruner_compares_a_trial_with_its_own_rung_only():
-    study = optuna.create_study(direction="maximize", pruner=RungPruner([2, 2], n_startup_trials=2))
+    study = optuna.create_study(direction="maximize", pruner=RungPruner(2, n_startup_trials=2))
     for v in (0.5, 0.6):  # rung 0: weak
         study.add_trial(create_trial(value=v, intermediate_values={1: v, 2: v}, user_attrs={"rung": 0}))
     for v in (0.97, 0.98):  # rung 1: strong
@@ -94,6 +94,38 @@ def test_the_pruner_compares_a_trial_with_its_own_rung_only():
     high.set_user_attr("rung", 1)
     high.report(0.9, 1)
     assert high.should_prune()          # below rung 1's median
+
+
+def test_the_pruner_takes_rung_and_warm_up_from_the_trial_not_from_when_it_was_made():
+    # A new study's pruner is made before its plan exists.  It once saw every trial as rung 0's with the
+    # export's 15 epochs: with rung 0 at 4 epochs, the last rung's trials were pruned at epoch 3 of 15
+    # against rung 0's curves at 3 of 4 (a search whose last rung then exported nothing).
+    study = optuna.create_study(direction="maximize", pruner=RungPruner(15, n_startup_trials=2))
+    for v in (0.97, 0.98, 0.98):  # rung 0, 4 epochs: near their end at epoch 3
+        study.add_trial(create_trial(value=v, intermediate_values={e: v - 0.01 * (4 - e) for e in range(1, 5)},
+                                     user_attrs={"rung": 0, "epochs": 4}))
+    top = study.ask()
+    for k, v in {"rung": 2, "epochs": 15, "train_limit": 0}.items():
+        top.set_user_attr(k, v)
+    for e in range(1, 6):
+        top.report(0.90 + 0.01 * e, e)  # far below rung 0's values at each step, early in a longer schedule
+        assert not top.should_prune()   # no other trial of rung 2 to compare with: it is never pruned
+    first = study.ask()                 # rung 0's own warm-up is a fifth of its 4 epochs: pruned from epoch 1
+    for k, v in {"rung": 0, "epochs": 4}.items():
+        first.set_user_attr(k, v)
+    first.report(0.5, 1)
+    assert first.should_prune()
+    study.add_trial(create_trial(value=0.99, intermediate_values={e: 0.99 for e in range(1, 16)},
+                                 user_attrs={"rung": 2, "epochs": 15}))
+    study.add_trial(create_trial(value=0.99, intermediate_values={e: 0.99 for e in range(1, 16)},
+                                 user_attrs={"rung": 2, "epochs": 15}))
+    late = study.ask()                  # rung 2 warms up for 3 of its 15 epochs, then meets its own median
+    for k, v in {"rung": 2, "epochs": 15}.items():
+        late.set_user_attr(k, v)
+    late.report(0.9, 2)
+    assert not late.should_prune()
+    late.report(0.9, 3)
+    assert late.should_prune()
 
 
 def test_the_eta_is_the_work_left_at_the_pace_of_this_run():
