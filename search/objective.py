@@ -116,7 +116,7 @@ class Objective:
             trial.report(float(m["val_acc"]), epoch)
             if self.on_epoch is not None:
                 self.on_epoch(trial, epoch, total, m)
-            if prune and trial.should_prune():
+            if prune and epoch < total and trial.should_prune():  # a trial that trained all its epochs counts
                 raise optuna.TrialPruned(f"pruned at epoch {epoch} (val_acc {m['val_acc']:.4f})")
 
         ckpt = resume = None

@@ -114,6 +114,21 @@ def test_a_deterministic_pruner_prunes(tmp_path):
     assert all(list(t.intermediate_values) == [1] for t in pruned)  # stopped after its first epoch
 
 
+def test_a_trial_that_trained_all_its_epochs_is_told_complete_not_pruned(tmp_path):
+    import torch
+
+    from search.objective import Objective
+    from search.searchspace import space_from_dict
+    from trainer.data import load_splits
+
+    data = load_splits(None, val=200, limit=300, seed=0, device="cpu")
+    objective = Objective(space=space_from_dict(), budget=5000, epochs=1, data=data, device=torch.device("cpu"))
+    study = optuna.create_study(direction="maximize", pruner=optuna.pruners.ThresholdPruner(lower=1.01))
+    study.optimize(objective, n_trials=2)  # the pruner would stop every trial; after the last epoch it is not asked
+    done = study.get_trials(states=(TrialState.COMPLETE,))
+    assert len(done) == 2 and all(t.value == t.intermediate_values[1] for t in done)
+
+
 def test_a_study_with_another_budget_is_refused(tmp_path, capsys):
     storage = tmp_path / "s.log"
     study = optuna.create_study(study_name="mine", storage=get_storage(str(storage)))
