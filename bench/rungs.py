@@ -1,5 +1,6 @@
 """A study's rungs as run against its plan: for each rung, the trials planned and their expected minutes,
 the trials run (by state) and when the rung's last trial finished, in minutes from the study's first.
+A plan given with ``--plan FILE`` was not made for a time: its rungs have no expected minutes.
 
     python bench/rungs.py JOURNAL STUDY
 
@@ -24,13 +25,15 @@ def lines(study: Any) -> list[str]:
 
     trials = study.get_trials(deepcopy=False)
     starts = [t.datetime_start for t in trials if t.datetime_start is not None]
+    timed = float(study.user_attrs.get("plan_budget_seconds") or 0) > 0  # a plan made for a time, not given
     out = []
     for r, p in enumerate(stored_rungs(study)):
         mine = [t for t in trials if rung(t) == r]
         states = ", ".join(f"{n} {s.lower()}" for s, n in Counter(t.state.name for t in mine).items())
         ends = [t.datetime_complete for t in mine if t.datetime_complete is not None]
         at = f", done at {(max(ends) - min(starts)).total_seconds() / 60:.1f} min" if ends and starts else ""
-        out.append(f"rung {r}: planned {p.trials:>3} ({p.seconds / 60:4.1f} min), ran {len(mine):>3}"
+        expected = f" ({p.seconds / 60:4.1f} min)" if timed else ""
+        out.append(f"rung {r}: planned {p.trials:>3}{expected}, ran {len(mine):>3}"
                    f"{f' ({states})' if states else ''}{at}")
     return out
 

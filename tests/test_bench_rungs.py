@@ -23,6 +23,7 @@ def _run(*args):
 def _journal(path):
     storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path)))
     study = optuna.create_study(study_name="budget-5000", storage=storage, direction="maximize")
+    study.set_user_attr("plan_budget_seconds", 300.0)
     study.set_user_attr("plan", [{"trials": 2, "images": 300, "epochs": 1, "promote": 1, "seconds": 120.0},
                                  {"trials": 1, "images": 600, "epochs": 2, "promote": 0, "seconds": 90.0}])
     t0 = dt.datetime(2026, 1, 1)
@@ -44,6 +45,10 @@ def test_prints_each_rung_planned_against_run_from_a_plain_or_gzipped_journal(tm
         assert r.stdout.splitlines() == [
             "rung 0: planned   2 ( 2.0 min), ran   3 (2 complete, 1 pruned), done at 4.0 min",
             "rung 1: planned   1 ( 1.5 min), ran   1 (1 complete), done at 8.0 min"]
+    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(tmp_path / "j.log")))
+    optuna.load_study(study_name="budget-5000", storage=storage).set_user_attr("plan_budget_seconds", 0)
+    r = _run(tmp_path / "j.log", "budget-5000")  # a plan given with --plan FILE: not made for a time
+    assert r.stdout.splitlines()[0] == "rung 0: planned   2, ran   3 (2 complete, 1 pruned), done at 4.0 min"
 
 
 def test_a_missing_file_an_unknown_study_or_one_without_a_plan_is_one_line_and_status_2(tmp_path):
@@ -69,3 +74,17 @@ def test_the_bench_readme_shows_the_rungs_of_the_filling_searches_as_their_journ
         ran = sum(int(line.split("ran")[1].split()[0]) for line in lines)
         planned = sum(int(line.split("planned")[1].split()[0]) for line in lines)
         assert ran > 1.5 * planned                     # the rungs filled their time: well past the plan's counts
+
+
+def test_the_bench_readme_shows_the_rungs_of_the_4_epoch_rung_0_searches_before_and_after_the_pruner_fix():
+    p = ROOT / "bench" / "records" / "search_cpu_plan3"
+    bench = (ROOT / "bench" / "README.md").read_text()
+    for where, last in ((p / "before_pruner_fix", "pruned"), (p, "complete")):
+        for b in (10000, 5000):
+            r = _run(where / f"budget-{b}" / "cnnsearch.log.gz", f"budget-{b}")
+            assert r.returncode == 0, r.stderr
+            lines = r.stdout.splitlines()
+            assert len(lines) == 3
+            for line in lines:
+                assert f"    {line}\n" in bench, line
+            assert f"ran   3 (3 {last})" in lines[2]    # the last rung: all pruned before the fix, all trained after

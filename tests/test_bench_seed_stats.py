@@ -153,3 +153,24 @@ def test_the_bench_readme_shows_what_the_records_give_for_the_searches_whose_run
 
     for sub, cap in (("budget-10000", 10000), ("budget-5000", 5000)):   # each export within its budget
         assert count_params(load(f / sub / "best.yaml")) <= cap
+
+
+def test_the_bench_readme_shows_what_the_records_give_for_the_searches_with_a_4_epoch_rung_0():
+    r = ROOT / "bench" / "records"
+    b, f, p = r / "search_cpu_budgets", r / "search_cpu_fill", r / "search_cpu_plan3"
+    out = _run("--group", "hand_made_19642", *sorted((r / "seed000_actbn_19642").glob("cpu-seeds*.json")),
+               *[x for budget in ("10000", "5000") for x in (
+                   "--group", f"earlier_{budget}", b / f"budget-{budget}" / "best.test.json",
+                   "--group", f"filled_{budget}", f / f"budget-{budget}" / "best.test.json",
+                   "--group", f"rung0_4ep_{budget}", p / f"budget-{budget}" / "best.test.json")])
+    assert out.returncode == 0, out.stderr
+    bench = (ROOT / "bench" / "README.md").read_text()
+    for line in out.stdout.splitlines():
+        assert f"    {line}\n" in bench, line
+    assert [line.split()[1] for line in out.stdout.splitlines()[:7]] == ["10", "3", "3", "3", "3", "3", "3"]
+    from space.analysis import count_params
+    from space.io import load
+
+    for budget, cap in (("10000", 10000), ("5000", 5000)):   # each export within its budget, from the last rung
+        spec = load(p / f"budget-{budget}" / "best.yaml")
+        assert count_params(spec) <= cap and spec.info["search"]["rung"] == 2
