@@ -61,16 +61,20 @@ def test_a_missing_file_an_unknown_study_or_one_without_a_plan_is_one_line_and_s
         assert says in r.stderr
 
 
-def test_the_bench_readme_shows_the_rungs_of_the_filling_searches_as_their_journals_give_them():
-    f = ROOT / "bench" / "records" / "search_cpu_fill"
+def _quoted_rungs(folder, b):
+    """The rungs of a committed journal's study budget-B, each line as bench/README.md quotes it."""
+    r = _run(folder / f"budget-{b}" / "cnnsearch.log.gz", f"budget-{b}")
+    assert r.returncode == 0, r.stderr
     bench = (ROOT / "bench" / "README.md").read_text()
+    for line in r.stdout.splitlines():
+        assert f"    {line}\n" in bench, line
+    return r.stdout.splitlines()
+
+
+def test_the_bench_readme_shows_the_rungs_of_the_filling_searches_as_their_journals_give_them():
     for b in (10000, 5000):
-        r = _run(f / f"budget-{b}" / "cnnsearch.log.gz", f"budget-{b}")
-        assert r.returncode == 0, r.stderr
-        lines = r.stdout.splitlines()
+        lines = _quoted_rungs(ROOT / "bench" / "records" / "search_cpu_fill", b)
         assert len(lines) == 4
-        for line in lines:
-            assert f"    {line}\n" in bench, line
         ran = sum(int(line.split("ran")[1].split()[0]) for line in lines)
         planned = sum(int(line.split("planned")[1].split()[0]) for line in lines)
         assert ran > 1.5 * planned                     # the rungs filled their time: well past the plan's counts
@@ -78,13 +82,8 @@ def test_the_bench_readme_shows_the_rungs_of_the_filling_searches_as_their_journ
 
 def test_the_bench_readme_shows_the_rungs_of_the_4_epoch_rung_0_searches_before_and_after_the_pruner_fix():
     p = ROOT / "bench" / "records" / "search_cpu_plan3"
-    bench = (ROOT / "bench" / "README.md").read_text()
     for where, last in ((p / "before_pruner_fix", "pruned"), (p, "complete")):
         for b in (10000, 5000):
-            r = _run(where / f"budget-{b}" / "cnnsearch.log.gz", f"budget-{b}")
-            assert r.returncode == 0, r.stderr
-            lines = r.stdout.splitlines()
+            lines = _quoted_rungs(where, b)
             assert len(lines) == 3
-            for line in lines:
-                assert f"    {line}\n" in bench, line
             assert f"ran   3 (3 {last})" in lines[2]    # the last rung: all pruned before the fix, all trained after
