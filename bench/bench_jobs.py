@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         sums[n] = sum(rates)
         base = sums.get(1)
         vs = f"  {sums[n] / base:5.2f}x N=1" if base else ""
-        print(f"N = {n}: {sum(rates):10,.0f} images/s summed{vs}  (each: {', '.join(f'{r:,.0f}' for r in rates)})",
+        print(f"N = {n}: {sums[n]:10,.0f} images/s summed{vs}  (each: {', '.join(f'{r:,.0f}' for r in rates)})",
               flush=True)
     best = max(sums, key=lambda k: sums[k])
     print(f"most images/s summed: N = {best} ({sums[best]:,.0f} images/s)")
