@@ -127,17 +127,23 @@ class _RungView:
 
 
 class RungPruner(BasePruner):
-    """Optuna's median pruner, applied within a rung: a trial is compared only with trials of its own rung,
-    trained at its fidelity; each rung warms up for a fifth of its epochs.  Rung and epochs are the trial's
-    own (its user attributes; ``epochs`` for a trial without them), so the pruner is right however early it
-    was made: before a new study's plan exists, in a worker, on a resumed study."""
+    """Optuna's median pruner, applied within rung 0: a trial is compared only with trials of rung 0, trained
+    at its fidelity, after a warm-up of a fifth of its epochs.  Rung 0 samples until its time is up, so
+    what a pruned trial leaves goes to the next sample.  The rungs above are never pruned: their trials
+    are the best of the rung below, already chosen by successive halving, and their count is fixed when
+    they are promoted, so a trial stopped there frees time no trial uses (and is judged after one epoch
+    against the best few of the rung).  Rung and epochs are the trial's own (its user attributes;
+    ``epochs`` for a trial without them), so the pruner is right however early it was made: before a new
+    study's plan exists, in a worker, on a resumed study."""
 
     def __init__(self, epochs: int, n_startup_trials: int = 5) -> None:
         self._epochs, self._n_startup = epochs, n_startup_trials
-        self._inner: dict[tuple[int, int], MedianPruner] = {}
+        self._inner: dict[int, MedianPruner] = {}
 
     def prune(self, study: Any, trial: FrozenTrial) -> bool:
-        r, e = rung(trial), int(trial.user_attrs.get("epochs") or self._epochs)
-        if (r, e) not in self._inner:
-            self._inner[r, e] = MedianPruner(n_startup_trials=self._n_startup, n_warmup_steps=max(1, e // 5))
-        return self._inner[r, e].prune(_RungView(study, r), trial)  # type: ignore[arg-type]
+        if rung(trial) != 0:
+            return False
+        e = int(trial.user_attrs.get("epochs") or self._epochs)
+        if e not in self._inner:
+            self._inner[e] = MedianPruner(n_startup_trials=self._n_startup, n_warmup_steps=max(1, e // 5))
+        return self._inner[e].prune(_RungView(study, 0), trial)  # type: ignore[arg-type]

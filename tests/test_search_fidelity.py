@@ -94,8 +94,14 @@ def test_the_plan_is_measured_on_this_machine_and_fits_the_time_given(tmp_path, 
     assert "measuring this device's speed" in text and "training images/s" in text
     study = _study(storage, "budget-3000")
     plan = study.user_attrs["plan"]
-    assert study.user_attrs["train_rate"] > 0 and study.user_attrs["plan_budget_seconds"] == 30
-    assert sum(r["seconds"] for r in plan) <= 0.9 * 30 + 1e-6
+    a = study.user_attrs
+    assert a["train_rate"] > 0 and a["plan_budget_seconds"] == 30
+    # the plan fits the time given, unless the machine measured so slow (busy) that even one trial at the
+    # smallest fidelity could not: then it is that one trial, and says so
+    if "even one trial" in a.get("plan_note", ""):
+        assert [(r["trials"], r["epochs"]) for r in plan] == [(1, 1)]
+    else:
+        assert sum(r["seconds"] for r in plan) <= 0.9 * 30 + 1e-6
     assert len(counted_finished(study.get_trials())) >= 1 and out.is_file()
 
 
