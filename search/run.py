@@ -4,9 +4,10 @@ Before training, the search measures how fast this device trains networks of the
 its plan: many cheap trials on a subset of the training images for few epochs, the best of each rung
 trained again on more images for more epochs, the last rung at the full fidelity of the exported
 recipe, all within ``--time`` (default: 50 minutes on a CPU, 8 on a GPU).  Each trial reports
-validation accuracy every epoch; the pruner stops poor trials within their rung.  Rerunning the same
-command resumes the study, and a trial that was interrupted goes on from its last epoch.  At the end
-the best trial is exported as a spec that ``python -m trainer.train`` re-trains.
+validation accuracy every epoch; the pruner stops poor trials of rung 0 (the rungs above train all
+theirs).  Rerunning the same command resumes the study, and a trial that was interrupted goes on from
+its last epoch.  At the end the best trial is exported as a spec that ``python -m trainer.train``
+re-trains.
 
 ``--budget 20000,10000,5000`` runs one study per budget, each warm-started with the best recipes
 found so far in the others, and closes with a table of all of them and their Pareto front.

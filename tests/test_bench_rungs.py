@@ -87,3 +87,21 @@ def test_the_bench_readme_shows_the_rungs_of_the_4_epoch_rung_0_searches_before_
             lines = _quoted_rungs(where, b)
             assert len(lines) == 3
             assert f"ran   3 (3 {last})" in lines[2]    # the last rung: all pruned before the fix, all trained after
+
+
+def test_the_bench_readme_shows_the_rungs_of_the_bare_command_before_and_after_promoted_rungs_were_not_pruned():
+    r = ROOT / "bench" / "records"
+    bench = (ROOT / "bench" / "README.md").read_text()
+    rungs = {}
+    for sub in ("search_cpu_default_d6fad0e", "search_cpu_default_03a595f"):
+        out = _run(r / sub / "cnnsearch.log.gz", "budget-20000")
+        assert out.returncode == 0, out.stderr
+        for line in out.stdout.splitlines():
+            assert f"    {line}\n" in bench, line
+        rungs[sub] = out.stdout.splitlines()
+    before, after = rungs["search_cpu_default_d6fad0e"], rungs["search_cpu_default_03a595f"]
+    assert len(before) == len(after) == 4
+    assert "pruned" in before[0] and "pruned" in before[1]            # before: rung 1's promoted trials pruned
+    assert "pruned" in after[0] and not any("pruned" in line for line in after[1:])   # after: rung 0 only
+    done = [float(line.split("done at")[1].split()[0]) for line in (before[-1], after[-1])]
+    assert done[0] < done[1] <= 50                                     # more of the 50 minutes used, none over

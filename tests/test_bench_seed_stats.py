@@ -93,18 +93,25 @@ def test_the_readme_shows_what_the_records_give_for_both_readings_of_seed000():
 
 def test_the_readmes_show_what_the_records_give_for_the_default_search_and_for_bf16():
     r, a = ROOT / "bench" / "records", ROOT / "bench" / "records" / "seed000_actbn_19642"
-    found = _run("--group", "found", r / "search_cpu_default_20000" / "best.test.json",
+    found = _run("--group", "found", r / "search_cpu_default_03a595f" / "best.test.json",
                  "--group", "hand_made", *sorted(a.glob("cpu-seeds*.json")))
+    earlier = _run("--group", "found", r / "search_cpu_default_20000" / "best.test.json",
+                   "--group", "hand_made", *sorted(a.glob("cpu-seeds*.json")))
     bf16 = _run("--group", "bf16", a / "cpu-bf16-seeds0-4.result.json",
                 "--group", "fp32", a / "cpu-seeds0-4.result.json", a / "cpu-seeds5-9.result.json")
     assert found.returncode == 0 and bf16.returncode == 0, found.stderr + bf16.stderr
     bench, readme = (ROOT / "bench" / "README.md").read_text(), (ROOT / "README.md").read_text()
     for line in found.stdout.splitlines():
         assert f"    {line}\n" in bench and f"    {line}\n" in readme, line
-    for line in bf16.stdout.splitlines():
+    for line in bf16.stdout.splitlines() + earlier.stdout.splitlines():
         assert f"    {line}\n" in bench, line
-    mean = float(found.stdout.split()[3].rstrip("%"))
-    assert mean >= 99.4                                   # the bare command's export, tested once
+    for out in (found, earlier):
+        mean = float(out.stdout.split()[3].rstrip("%"))
+        assert mean >= 99.4                               # the bare command's export, tested once
+    from space.analysis import count_params
+    from space.io import load
+
+    assert count_params(load(r / "search_cpu_default_03a595f" / "best.yaml")) <= 20000
     diff = float(bf16.stdout.splitlines()[2].split()[3])
     assert abs(diff) < 0.1                                # bf16 within noise of fp32
 
@@ -174,3 +181,16 @@ def test_the_bench_readme_shows_what_the_records_give_for_the_searches_with_a_4_
     for budget, cap in (("10000", 10000), ("5000", 5000)):   # each export within its budget, from the last rung
         spec = load(p / f"budget-{budget}" / "best.yaml")
         assert count_params(spec) <= cap and spec.info["search"]["rung"] == 2
+
+
+def test_the_bench_readme_shows_what_the_records_give_for_the_three_runs_of_the_bare_command():
+    r = ROOT / "bench" / "records"
+    out = _run("--group", "hand_made_19642", *sorted((r / "seed000_actbn_19642").glob("cpu-seeds*.json")),
+               *(x for c in ("20000", "d6fad0e", "03a595f")
+                 for x in ("--group", f"default_{'a3e0ec2' if c == '20000' else c}",
+                           r / f"search_cpu_default_{c}" / "best.test.json")))
+    assert out.returncode == 0, out.stderr
+    bench = (ROOT / "bench" / "README.md").read_text()
+    for line in out.stdout.splitlines():
+        assert f"    {line}\n" in bench, line
+    assert [line.split()[1] for line in out.stdout.splitlines()[:4]] == ["10", "3", "3", "3"]
