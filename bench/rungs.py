@@ -1,8 +1,10 @@
 """A study's rungs as run against its plan: for each rung, the trials planned and their expected minutes,
 the trials run (by state) and when the rung's last trial finished, in minutes from the study's first.
 A plan given with ``--plan FILE`` was not made for a time: its rungs have no expected minutes.
+``--param NAME`` adds, under each rung, how many of its complete trials took each value of the sampled
+parameter NAME (``train.batch_size``, ``opt.name``, ...).
 
-    python bench/rungs.py JOURNAL STUDY
+    python bench/rungs.py JOURNAL STUDY [--param NAME]
 
 ``JOURNAL`` is an Optuna journal file as ``search.run`` writes it (``runs/cnnsearch.log``), or its
 gzipped copy under ``bench/records/``.
@@ -19,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 
-def lines(study: Any) -> list[str]:
+def lines(study: Any, param: str | None = None) -> list[str]:
     from search.setup import stored_rungs
     from search.study import rung
 
@@ -35,13 +37,22 @@ def lines(study: Any) -> list[str]:
         expected = f" ({p.seconds / 60:4.1f} min)" if timed else ""
         out.append(f"rung {r}: planned {p.trials:>3}{expected}, ran {len(mine):>3}"
                    f"{f' ({states})' if states else ''}{at}")
+        if param is not None:
+            took = Counter(t.params[param] for t in mine if t.state.name == "COMPLETE" and param in t.params)
+            values = ", ".join(f"{v}: {took[v]}" for v in sorted(took, key=repr if not _numbers(took) else float))
+            out.append(f"  {param} of its complete trials: {values or 'none'}")
     return out
+
+
+def _numbers(counts: Counter[Any]) -> bool:
+    return all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in counts)
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("journal", type=Path)
     ap.add_argument("study")
+    ap.add_argument("--param", help="a sampled parameter: how many complete trials of each rung took each value")
     args = ap.parse_args(argv)
     import optuna
 
@@ -63,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
             names = ", ".join(s.study_name for s in optuna.get_all_study_summaries(storage))
             print(f"error: {args.journal}: no study {args.study!r} (it has: {names or 'none'})", file=sys.stderr)
             return 2
-        rows = lines(study)
+        rows = lines(study, args.param)
         if not rows:
             print(f"error: {args.journal}: study {args.study!r} was not run with a fidelity plan", file=sys.stderr)
             return 2

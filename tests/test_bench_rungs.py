@@ -30,7 +30,9 @@ def _journal(path):
     for i, (r, state, minutes) in enumerate([(0, TrialState.COMPLETE, 1), (0, TrialState.COMPLETE, 2),
                                              (0, TrialState.PRUNED, 3), (1, TrialState.COMPLETE, 7)]):
         t = create_trial(state=state, value=0.9 if state == TrialState.COMPLETE else None,
-                         intermediate_values={1: 0.9}, user_attrs={"rung": r})
+                         intermediate_values={1: 0.9}, user_attrs={"rung": r},
+                         params={"train.batch_size": 64 if i != 1 else 128},
+                         distributions={"train.batch_size": optuna.distributions.CategoricalDistribution([64, 128])})
         t.datetime_start, t.datetime_complete = t0 + dt.timedelta(minutes=i), t0 + dt.timedelta(minutes=minutes + 1)
         study.add_trial(t)
     optuna.create_study(study_name="legacy", storage=storage)
@@ -49,6 +51,14 @@ def test_prints_each_rung_planned_against_run_from_a_plain_or_gzipped_journal(tm
     optuna.load_study(study_name="budget-5000", storage=storage).set_user_attr("plan_budget_seconds", 0)
     r = _run(tmp_path / "j.log", "budget-5000")  # a plan given with --plan FILE: not made for a time
     assert r.stdout.splitlines()[0] == "rung 0: planned   2, ran   3 (2 complete, 1 pruned), done at 4.0 min"
+    r = _run(tmp_path / "j.log", "budget-5000", "--param", "train.batch_size")  # the values its complete trials took
+    assert r.stdout.splitlines() == [
+        "rung 0: planned   2, ran   3 (2 complete, 1 pruned), done at 4.0 min",
+        "  train.batch_size of its complete trials: 64: 1, 128: 1",
+        "rung 1: planned   1, ran   1 (1 complete), done at 8.0 min",
+        "  train.batch_size of its complete trials: 64: 1"]
+    r = _run(tmp_path / "j.log", "budget-5000", "--param", "opt.name")
+    assert r.stdout.splitlines()[1] == "  opt.name of its complete trials: none"
 
 
 def test_a_missing_file_an_unknown_study_or_one_without_a_plan_is_one_line_and_status_2(tmp_path):
