@@ -115,3 +115,20 @@ def test_the_bench_readme_shows_the_rungs_of_the_bare_command_before_and_after_p
     assert "pruned" in after[0] and not any("pruned" in line for line in after[1:])   # after: rung 0 only
     done = [float(line.split("done at")[1].split()[0]) for line in (before[-1], after[-1])]
     assert done[0] < done[1] <= 50                                     # more of the 50 minutes used, none over
+
+
+def test_the_bench_readme_shows_which_batch_sizes_the_searches_took_as_their_journals_give_them():
+    r = ROOT / "bench" / "records"
+    bench = (ROOT / "bench" / "README.md").read_text()
+    runs = [(r / "search_cpu_budgets" / "cnnsearch.log.gz", 10000, "64"),
+            (r / "search_cpu_batch32" / "budget-10000" / "cnnsearch.log.gz", 10000, "32"),
+            (r / "search_cpu_batch32" / "budget-5000" / "cnnsearch.log.gz", 5000, "32")]
+    for journal, b, edge in runs:
+        out = _run(journal, f"budget-{b}", "--param", "train.batch_size")
+        assert out.returncode == 0, out.stderr
+        lines = out.stdout.splitlines()
+        for line in lines:
+            assert f"    {line}\n" in bench, line
+        took = [dict(pair.split(": ") for pair in line.split("trials: ")[1].split(", ")) for line in lines[1::2]]
+        assert max(took[0], key=lambda v: int(took[0][v])) == edge   # the smallest choice leads rung 0
+        assert all(list(t) == [edge] for t in took[1:])             # and is alone in every rung above

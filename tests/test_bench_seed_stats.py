@@ -194,3 +194,22 @@ def test_the_bench_readme_shows_what_the_records_give_for_the_three_runs_of_the_
     for line in out.stdout.splitlines():
         assert f"    {line}\n" in bench, line
     assert [line.split()[1] for line in out.stdout.splitlines()[:4]] == ["10", "3", "3", "3"]
+
+
+def test_the_bench_readme_shows_what_the_records_give_for_the_batch_32_searches():
+    r = ROOT / "bench" / "records"
+    b, p = r / "search_cpu_budgets", r / "search_cpu_batch32"
+    out = _run("--group", "hand_made_19642", *sorted((r / "seed000_actbn_19642").glob("cpu-seeds*.json")),
+               "--group", "earlier_10000", b / "budget-10000" / "best.test.json",
+               "--group", "batch32_10000", p / "budget-10000" / "best.test.json",
+               "--group", "earlier_5000", b / "budget-5000" / "best.test.json",
+               "--group", "batch32_5000", p / "budget-5000" / "best.test.json")
+    assert out.returncode == 0, out.stderr
+    bench = (ROOT / "bench" / "README.md").read_text()
+    for line in out.stdout.splitlines():
+        assert f"    {line}\n" in bench, line
+    from space.analysis import count_params
+    from space.io import load
+
+    for sub, cap in (("budget-10000", 10000), ("budget-5000", 5000)):
+        assert count_params(load(p / sub / "best.yaml")) <= cap
