@@ -15,6 +15,17 @@ def _run(*args):
                           capture_output=True, text=True, timeout=60)
 
 
+def _against_earlier(arm, folder):
+    """seed_stats for the hand-made network, then the earlier and ``arm`` exports of 10,000 and 5,000."""
+    r = ROOT / "bench" / "records"
+    b = r / "search_cpu_budgets"
+    return _run("--group", "hand_made_19642", *sorted((r / "seed000_actbn_19642").glob("cpu-seeds*.json")),
+                "--group", "earlier_10000", b / "budget-10000" / "best.test.json",
+                "--group", f"{arm}_10000", folder / "budget-10000" / "best.test.json",
+                "--group", "earlier_5000", b / "budget-5000" / "best.test.json",
+                "--group", f"{arm}_5000", folder / "budget-5000" / "best.test.json")
+
+
 def test_pools_our_results_and_both_reference_formats(tmp_path):
     (tmp_path / "ours.json").write_text(json.dumps({"runs": [{"test_acc": a} for a in (0.9930, 0.9940, 0.9950)]}))
     (tmp_path / "ref0.json").write_text(json.dumps({"epochs": [{"test_accuracy": 0.9}, {"test_accuracy": 0.9920}]}))
@@ -141,11 +152,7 @@ def test_the_bench_readme_shows_what_the_records_give_across_budgets_and_on_fash
 def test_the_bench_readme_shows_what_the_records_give_for_the_searches_whose_rungs_filled_their_time():
     r = ROOT / "bench" / "records"
     b, f = r / "search_cpu_budgets", r / "search_cpu_fill"
-    out = _run("--group", "hand_made_19642", *sorted((r / "seed000_actbn_19642").glob("cpu-seeds*.json")),
-               "--group", "earlier_10000", b / "budget-10000" / "best.test.json",
-               "--group", "filled_10000", f / "budget-10000" / "best.test.json",
-               "--group", "earlier_5000", b / "budget-5000" / "best.test.json",
-               "--group", "filled_5000", f / "budget-5000" / "best.test.json")
+    out = _against_earlier("filled", f)
     assert out.returncode == 0, out.stderr
     bench = (ROOT / "bench" / "README.md").read_text()
     for line in out.stdout.splitlines():
@@ -198,12 +205,8 @@ def test_the_bench_readme_shows_what_the_records_give_for_the_three_runs_of_the_
 
 def test_the_bench_readme_shows_what_the_records_give_for_the_batch_32_searches():
     r = ROOT / "bench" / "records"
-    b, p = r / "search_cpu_budgets", r / "search_cpu_batch32"
-    out = _run("--group", "hand_made_19642", *sorted((r / "seed000_actbn_19642").glob("cpu-seeds*.json")),
-               "--group", "earlier_10000", b / "budget-10000" / "best.test.json",
-               "--group", "batch32_10000", p / "budget-10000" / "best.test.json",
-               "--group", "earlier_5000", b / "budget-5000" / "best.test.json",
-               "--group", "batch32_5000", p / "budget-5000" / "best.test.json")
+    p = r / "search_cpu_batch32"
+    out = _against_earlier("batch32", p)
     assert out.returncode == 0, out.stderr
     bench = (ROOT / "bench" / "README.md").read_text()
     for line in out.stdout.splitlines():
