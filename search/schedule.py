@@ -43,10 +43,12 @@ def decide(rungs: Sequence[Rung], trials: Sequence[FrozenTrial], closed: Callabl
     where it stopped, not back to fill them).
 
     ``fill``: the plan's counts are what its measured speed expected, and the closing times rule: rung 0
-    goes on sampling until its time is up, however many trials that is, and a rung above takes the
-    plan's fraction of the trials finished below (rounded up; at least its planned count), which the
-    worker then trims to what the rung's time affords (:func:`affordable`).  Without it (a plan given as data, or a
-    resumed study whose closing times are gone) the counts are the plan's."""
+    goes on sampling until its time is up, however many trials that is, and a rung above is offered the
+    better half of the trials finished below (rounded up; at least its planned count: successive halving
+    at its least selective), which the worker trims to what the rung's time affords at their measured
+    speed (:func:`affordable`), so every rung spends its share of the time, the last one included.
+    Without it (a plan given as data, or a resumed study whose closing times are gone) the counts are
+    the plan's."""
     last = len(rungs) - 1
     shut = rung_closed(len(rungs), trials, closed)
     for r, rg in enumerate(rungs):
@@ -56,7 +58,7 @@ def decide(rungs: Sequence[Rung], trials: Sequence[FrozenTrial], closed: Callabl
             top = sorted(below, key=lambda t: (-(t.value or 0.0), t.user_attrs.get("params", 0), t.number))
             if not top:
                 return Decision("done", r)
-            n = max(rg.trials, -(-len(top) * rg.trials // max(1, rungs[r - 1].trials))) if fill else rg.trials
+            n = max(rg.trials, -(-len(top) // 2)) if fill else rg.trials
             return Decision("promote", r, top[:n])
         waiting = [t for t in mine if t.state == TrialState.WAITING]
         running = [t for t in mine if t.state == TrialState.RUNNING]

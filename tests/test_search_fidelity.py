@@ -126,7 +126,7 @@ def test_with_closing_times_rung_0_fills_its_time_and_the_next_rung_takes_the_pl
     assert len(_rung(study, 0)) == 8                              # the plan said 4; the time (here: state) ruled
     top = sorted(_rung(study, 0), key=lambda t: (-t.value, t.user_attrs["params"], t.number))
     promoted = sorted(t.user_attrs["promoted_from"] for t in _rung(study, 1))
-    assert promoted == sorted(t.number for t in top[:4])           # the plan promotes 2 of 4: of 8, the top 4
+    assert promoted == sorted(t.number for t in top[:4])           # the better half of 8, all of which the time affords
     assert "8 of 6 planned" in capsys.readouterr().out
 
 

@@ -187,17 +187,25 @@ def test_a_rung_promoted_from_is_closed_when_the_study_resumes():
     assert d.kind == "drop" and d.rung == 1 and [t.number for t in d.trials] == [6]
 
 
-def test_with_closing_times_rung_0_samples_until_its_time_is_up_and_promotes_the_plans_fraction():
+def test_with_closing_times_rung_0_samples_until_its_time_is_up_and_offers_its_better_half():
     # the plan expected 6 rung-0 trials and 2 promoted (a third); the trials were cheaper than measured
     twelve = [_t(i, value=0.90 + i / 1000) for i in range(12)]
-    assert decide(PLAN, twelve, OPEN).kind == "promote"                 # without fill: the plan's count
+    d = decide(PLAN, twelve, OPEN)                                      # without fill: the plan's count
+    assert d.kind == "promote" and [t.number for t in d.trials] == [11, 10]
     assert decide(PLAN, twelve, OPEN, fill=True).kind == "ask"          # with fill: rung 0 is open, it samples
-    d = decide(PLAN, twelve, lambda r: r == 0, fill=True)               # its time is up: a third of 12 promoted
-    assert d.kind == "promote" and [t.number for t in d.trials] == [11, 10, 9, 8]
+    d = decide(PLAN, twelve, lambda r: r == 0, fill=True)               # its time is up: the better half offered
+    assert d.kind == "promote" and [t.number for t in d.trials] == [11, 10, 9, 8, 7, 6]
     few = [_t(i, value=0.9) for i in range(3)]                          # slower than measured: closed at 3
     assert len(decide(PLAN, few, lambda r: r == 0, fill=True).trials) == 2   # at least the planned count
-    seven = [_t(i, value=0.9) for i in range(7)]                        # a third of 7, rounded up: 3
-    assert len(decide(PLAN, seven, lambda r: r == 0, fill=True).trials) == 3
+    seven = [_t(i, value=0.9) for i in range(7)]                        # half of 7, rounded up: 4
+    assert len(decide(PLAN, seven, lambda r: r == 0, fill=True).trials) == 4
+    # the last rung too: one planned, but the better half of rung 1 offered, for the time to trim
+    two = [Rung(6, 300, 1, 4, 6.0), Rung(4, 600, 2, 1, 8.0), Rung(1, 900, 3, 0, 9.0)]
+    up = [_t(i, value=0.9) for i in range(6)] + [_t(6 + i, rung=1, value=0.95 + i / 100, promoted_from=i)
+                                                 for i in range(4)]
+    d = decide(two, up, lambda r: r < 2, fill=True)
+    assert d.kind == "promote" and d.rung == 2 and [t.number for t in d.trials] == [9, 8]
+    assert [t.number for t in decide(two, up, OPEN).trials] == [9]      # without fill: the plan's one
     one = [Rung(3, 300, 1, 0, 3.0)]                                     # a single rung is the last: it never
     assert decide(one, [_t(i, value=0.9) for i in range(3)], OPEN, fill=True).kind == "done"  # fills
 
@@ -242,3 +250,24 @@ def test_the_pareto_front_compares_trials_at_the_highest_fidelity_reached_only()
     small = [_t(0, value=0.991, params=450, rung=3, **full), _t(1, value=0.95, params=300, **low)]
     assert [(n, t.number) for n, t in pareto_across([S("b-1000", trials), S("b-500", small)])] == [
         ("b-500", 0), ("b-1000", 2), ("b-1000", 3)]
+
+
+def test_a_worker_promotes_to_the_last_rung_as_many_of_the_better_half_as_its_time_affords():
+    import time
+
+    from search.worker import Work, _claim
+
+    plan = [Rung(9, 1000, 2, 1, 9.0), Rung(1, 2000, 4, 0, 12.0)]   # the plan expected one trial at the top
+    study = optuna.create_study(direction="maximize")
+    for i in range(9):   # each took 5 s an epoch on 1,000 images: at rung 1 a trial costs about 5 * 2 * 4 = 40 s
+        study.add_trial(create_trial(value=0.9 + i / 100, user_attrs={"rung": 0, "params": 1000,
+                                                                     "epoch_seconds": [5.0, 5.0]}))
+    now = time.time()
+    for left, want in ((139.0, [8, 7, 6]), (1000.0, [8, 7, 6, 5, 4]), (10.0, [8])):
+        s = optuna.create_study(direction="maximize")
+        for t in study.trials:
+            s.add_trial(t)
+        work = Work(plan, closes=[now - 1, now + left])   # rung 0's time is up; rung 1 has `left` seconds
+        assert _claim(s, work, rdb=False) is not None
+        queued = s.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+        assert [t.user_attrs["promoted_from"] for t in queued] == want   # the better half of 9 is 5
