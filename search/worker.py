@@ -26,7 +26,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from search.plan import Rung
+from search.plan import Rung, format_seconds
 from search.schedule import affordable, decide, fresh_attrs, promoted_attrs
 from search.storage import claim_lock, heartbeat, is_rdb
 from search.study import fail_dead_local, requeue_attrs
@@ -177,6 +177,9 @@ def _claim(study: Any, work: Work, rdb: bool) -> Any:
         for t in d.trials[:keep]:
             study.enqueue_trial(t.params, user_attrs=promoted_attrs(t, d.rung, work.rungs[d.rung]),
                                 skip_if_exists=False)
+        why = f", what its {format_seconds(left)} afford" if left is not None and keep < len(d.trials) else ""
+        print(f"rung {d.rung}: {keep} promoted, the best of {len(d.trials)} offered from rung {d.rung - 1}{why}",
+              flush=True)
         return _AGAIN
     if d.kind == "drop":
         for _ in d.trials:

@@ -252,7 +252,7 @@ def test_the_pareto_front_compares_trials_at_the_highest_fidelity_reached_only()
         ("b-500", 0), ("b-1000", 2), ("b-1000", 3)]
 
 
-def test_a_worker_promotes_to_the_last_rung_as_many_of_the_better_half_as_its_time_affords():
+def test_a_worker_promotes_to_the_last_rung_as_many_of_the_better_half_as_its_time_affords(capsys):
     import time
 
     from search.worker import Work, _claim
@@ -271,3 +271,6 @@ def test_a_worker_promotes_to_the_last_rung_as_many_of_the_better_half_as_its_ti
         assert _claim(s, work, rdb=False) is not None
         queued = s.get_trials(deepcopy=False, states=(TrialState.WAITING,))
         assert [t.user_attrs["promoted_from"] for t in queued] == want   # the better half of 9 is 5
+        said = capsys.readouterr().out.strip()
+        assert said.startswith(f"rung 1: {len(want)} promoted, the best of 5 offered from rung 0")
+        assert ("afford" in said) == (len(want) < 5)                     # and says when the time trimmed it
