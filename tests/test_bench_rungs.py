@@ -117,6 +117,23 @@ def test_the_bench_readme_shows_the_rungs_of_the_bare_command_before_and_after_p
     assert done[0] < done[1] <= 50                                     # more of the 50 minutes used, none over
 
 
+def test_the_bench_readme_shows_the_rungs_of_the_bare_command_once_promoted_rungs_took_what_their_time_affords():
+    r = ROOT / "bench" / "records"
+    bench = (ROOT / "bench" / "README.md").read_text()
+    runs = {}
+    for sub in ("search_cpu_default_03a595f", "search_cpu_default_0a53610"):
+        out = _run(r / sub / "cnnsearch.log.gz", "budget-20000")
+        assert out.returncode == 0, out.stderr
+        for line in out.stdout.splitlines():
+            assert f"    {line}\n" in bench, line
+        runs[sub] = [(int(line.split("planned")[1].split()[0]), int(line.split("ran")[1].split()[0]),
+                      float(line.split("done at")[1].split()[0])) for line in out.stdout.splitlines()]
+    before, after = runs["search_cpu_default_03a595f"], runs["search_cpu_default_0a53610"]
+    for r in (1, 2):   # the middle rungs took well past the plan's counts, and more of them than before
+        assert after[r][1] > 1.5 * after[r][0] and after[r][1] / after[r][0] > before[r][1] / before[r][0]
+    assert before[-1][2] < after[-1][2] <= 50            # more of the 50 minutes used, none over
+
+
 def test_the_bench_readme_shows_which_batch_sizes_the_searches_took_as_their_journals_give_them():
     r = ROOT / "bench" / "records"
     bench = (ROOT / "bench" / "README.md").read_text()
