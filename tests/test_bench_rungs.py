@@ -99,17 +99,18 @@ def test_the_bench_readme_shows_the_rungs_of_the_4_epoch_rung_0_searches_before_
             assert f"ran   3 (3 {last})" in lines[2]    # the last rung: all pruned before the fix, all trained after
 
 
-def test_the_bench_readme_shows_the_rungs_of_the_bare_command_before_and_after_promoted_rungs_were_not_pruned():
-    r = ROOT / "bench" / "records"
+def _default_rungs(commit):
+    """The rungs of the bare command's committed journal at ``commit``, each line quoted in bench/README.md."""
+    out = _run(ROOT / "bench" / "records" / f"search_cpu_default_{commit}" / "cnnsearch.log.gz", "budget-20000")
+    assert out.returncode == 0, out.stderr
     bench = (ROOT / "bench" / "README.md").read_text()
-    rungs = {}
-    for sub in ("search_cpu_default_d6fad0e", "search_cpu_default_03a595f"):
-        out = _run(r / sub / "cnnsearch.log.gz", "budget-20000")
-        assert out.returncode == 0, out.stderr
-        for line in out.stdout.splitlines():
-            assert f"    {line}\n" in bench, line
-        rungs[sub] = out.stdout.splitlines()
-    before, after = rungs["search_cpu_default_d6fad0e"], rungs["search_cpu_default_03a595f"]
+    for line in out.stdout.splitlines():
+        assert f"    {line}\n" in bench, line
+    return out.stdout.splitlines()
+
+
+def test_the_bench_readme_shows_the_rungs_of_the_bare_command_before_and_after_promoted_rungs_were_not_pruned():
+    before, after = (_default_rungs(c) for c in ("d6fad0e", "03a595f"))
     assert len(before) == len(after) == 4
     assert "pruned" in before[0] and "pruned" in before[1]            # before: rung 1's promoted trials pruned
     assert "pruned" in after[0] and not any("pruned" in line for line in after[1:])   # after: rung 0 only
@@ -118,17 +119,9 @@ def test_the_bench_readme_shows_the_rungs_of_the_bare_command_before_and_after_p
 
 
 def test_the_bench_readme_shows_the_rungs_of_the_bare_command_once_promoted_rungs_took_what_their_time_affords():
-    r = ROOT / "bench" / "records"
-    bench = (ROOT / "bench" / "README.md").read_text()
-    runs = {}
-    for sub in ("search_cpu_default_03a595f", "search_cpu_default_0a53610"):
-        out = _run(r / sub / "cnnsearch.log.gz", "budget-20000")
-        assert out.returncode == 0, out.stderr
-        for line in out.stdout.splitlines():
-            assert f"    {line}\n" in bench, line
-        runs[sub] = [(int(line.split("planned")[1].split()[0]), int(line.split("ran")[1].split()[0]),
-                      float(line.split("done at")[1].split()[0])) for line in out.stdout.splitlines()]
-    before, after = runs["search_cpu_default_03a595f"], runs["search_cpu_default_0a53610"]
+    before, after = ([(int(line.split("planned")[1].split()[0]), int(line.split("ran")[1].split()[0]),
+                       float(line.split("done at")[1].split()[0])) for line in _default_rungs(c)]
+                     for c in ("03a595f", "0a53610"))
     for r in (1, 2):   # the middle rungs took well past the plan's counts, and more of them than before
         assert after[r][1] > 1.5 * after[r][0] and after[r][1] / after[r][0] > before[r][1] / before[r][0]
     assert before[-1][2] < after[-1][2] <= 50            # more of the 50 minutes used, none over
