@@ -17,7 +17,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-__all__ = ["Rung", "Plan", "make_plan", "trial_seconds", "format_seconds", "plan_from_rows"]
+__all__ = ["HALVING", "Rung", "Plan", "make_plan", "trial_seconds", "format_seconds", "plan_from_rows"]
+
+HALVING = 2   # a rung keeps at most 1/HALVING of the one below (successive halving at its least selective)
 
 
 @dataclass(frozen=True)
@@ -124,7 +126,7 @@ def _counts(levels: int, cost: list[float], avail: float, min_ratio: int) -> lis
 
 
 def make_plan(*, train_images: int, val_images: int, epochs: int, train_rate: float, eval_rate: float,
-              seconds: float, overhead: float = 1.0, max_rungs: int = 4, min_ratio: int = 2,
+              seconds: float, overhead: float = 1.0, max_rungs: int = 4, min_ratio: int = HALVING,
               min_images: int = 5000, min_explore: int = 9, max_trials: int = 400, margin: float = 0.9) -> Plan:
     """The plan that explores the most networks in ``margin * seconds``, its last rung at the full fidelity.
 

@@ -15,7 +15,7 @@ from typing import Any
 from optuna.pruners import BasePruner, MedianPruner
 from optuna.trial import FrozenTrial, TrialState
 
-from search.plan import Rung
+from search.plan import HALVING, Rung
 from search.study import counts, rung
 
 __all__ = ["Decision", "decide", "rung_closed", "affordable", "fresh_attrs", "promoted_attrs", "RungPruner"]
@@ -58,7 +58,7 @@ def decide(rungs: Sequence[Rung], trials: Sequence[FrozenTrial], closed: Callabl
             top = sorted(below, key=lambda t: (-(t.value or 0.0), t.user_attrs.get("params", 0), t.number))
             if not top:
                 return Decision("done", r)
-            n = max(rg.trials, -(-len(top) // 2)) if fill else rg.trials
+            n = max(rg.trials, -(-len(top) // HALVING)) if fill else rg.trials
             return Decision("promote", r, top[:n])
         waiting = [t for t in mine if t.state == TrialState.WAITING]
         running = [t for t in mine if t.state == TrialState.RUNNING]
