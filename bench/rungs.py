@@ -2,7 +2,9 @@
 the trials run (by state) and when the rung's last trial finished, in minutes from the study's first.
 A plan given with ``--plan FILE`` was not made for a time: its rungs have no expected minutes.
 ``--param NAME`` adds, under each rung, how many of its complete trials took each value of the sampled
-parameter NAME (``train.batch_size``, ``opt.name``, ...).
+parameter NAME (``train.batch_size``, ``opt.name``, ...); for a parameter sampled from a range of floats
+(``arch.fill``, ``opt.lr``, ...) it gives their mean instead, and the correlation (Pearson's r) of the
+parameter with the trials' validation accuracy at that rung.
 
     python bench/rungs.py JOURNAL STUDY [--param NAME]
 
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import statistics
 import sys
 import tempfile
 from collections import Counter
@@ -38,10 +41,21 @@ def lines(study: Any, param: str | None = None) -> list[str]:
         out.append(f"rung {r}: planned {p.trials:>3}{expected}, ran {len(mine):>3}"
                    f"{f' ({states})' if states else ''}{at}")
         if param is not None:
-            took = Counter(t.params[param] for t in mine if t.state.name == "COMPLETE" and param in t.params)
-            values = ", ".join(f"{v}: {took[v]}" for v in sorted(took, key=repr if not _numbers(took) else float))
-            out.append(f"  {param} of its complete trials: {values or 'none'}")
+            out.append(f"  {param} of its complete trials: {_took(mine, param)}")
     return out
+
+
+def _took(trials: list[Any], param: str) -> str:
+    """How many complete trials took each value of ``param``; for floats their mean and its r with the value."""
+    done = [t for t in trials if t.state.name == "COMPLETE" and param in t.params]
+    xs = [t.params[param] for t in done]
+    if xs and all(isinstance(x, float) for x in xs):
+        vals = [t.value for t in done]
+        r = (f", r with val acc {statistics.correlation(xs, vals):+.2f}"
+             if len(xs) > 2 and len(set(xs)) > 1 and len(set(vals)) > 1 else "")
+        return f"mean {statistics.fmean(xs):.3g} over {len(xs)}{r}"
+    took = Counter(xs)
+    return ", ".join(f"{v}: {took[v]}" for v in sorted(took, key=repr if not _numbers(took) else float)) or "none"
 
 
 def _numbers(counts: Counter[Any]) -> bool:

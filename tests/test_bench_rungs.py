@@ -61,6 +61,23 @@ def test_prints_each_rung_planned_against_run_from_a_plain_or_gzipped_journal(tm
     assert r.stdout.splitlines()[1] == "  opt.name of its complete trials: none"
 
 
+def test_a_float_parameter_gives_its_mean_and_its_correlation_with_the_validation_accuracy(tmp_path):
+    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(tmp_path / "j.log")))
+    study = optuna.create_study(study_name="budget-5000", storage=storage, direction="maximize")
+    study.set_user_attr("plan", [{"trials": 3, "images": 300, "epochs": 1, "promote": 1, "seconds": 60.0},
+                                 {"trials": 1, "images": 600, "epochs": 2, "promote": 0, "seconds": 60.0}])
+    fill = optuna.distributions.FloatDistribution(0.7, 1.0)
+    for r, f, v in ((0, 0.7, 0.95), (0, 0.8, 0.90), (0, 0.9, 0.85), (0, 1.0, None), (1, 0.7, 0.97)):
+        study.add_trial(create_trial(state=TrialState.COMPLETE if v else TrialState.PRUNED, value=v,
+                                     intermediate_values={1: v or 0.5}, user_attrs={"rung": r},
+                                     params={"arch.fill": f}, distributions={"arch.fill": fill}))
+    out = _run(tmp_path / "j.log", "budget-5000", "--param", "arch.fill")
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()   # the pruned trial (fill 1.0) is left out; one trial has no correlation
+    assert lines[1] == "  arch.fill of its complete trials: mean 0.8 over 3, r with val acc -1.00"
+    assert lines[3] == "  arch.fill of its complete trials: mean 0.7 over 1"
+
+
 def test_a_missing_file_an_unknown_study_or_one_without_a_plan_is_one_line_and_status_2(tmp_path):
     _journal(tmp_path / "j.log")
     for args, says in (((tmp_path / "none.log", "budget-5000"), "none.log"),
