@@ -159,3 +159,21 @@ def test_the_bench_readme_shows_which_batch_sizes_the_searches_took_as_their_jou
         took = [dict(pair.split(": ") for pair in line.split("trials: ")[1].split(", ")) for line in lines[1::2]]
         assert max(took[0], key=lambda v: int(took[0][v])) == edge   # the smallest choice leads rung 0
         assert all(list(t) == [edge] for t in took[1:])             # and is alone in every rung above
+
+
+def test_the_bench_readme_shows_the_share_of_the_budget_that_each_rung_favoured_as_the_journals_give_it():
+    r = ROOT / "bench" / "records"
+    bench = (ROOT / "bench" / "README.md").read_text()
+    for b in (10000, 5000):   # the --val 10000 searches: rung 0 favoured small networks, rungs 1 and 2 large ones
+        out = _run(r / "search_cpu_val10k" / f"budget-{b}" / "cnnsearch.log.gz", f"budget-{b}", "--param", "arch.fill")
+        assert out.returncode == 0, out.stderr
+        lines = out.stdout.splitlines()
+        for line in lines:
+            assert f"    {line}\n" in bench, line
+        r_of = [float(line.split("r with val acc")[1]) for line in lines[1:6:2]]
+        assert r_of[0] < 0 < r_of[1] and r_of[2] > 0, lines
+    for where, b in (("search_cpu_budgets/cnnsearch.log.gz", 10000), ("search_cpu_fill/budget-5000/cnnsearch.log.gz",
+                                                                      5000)):  # earlier rung 0s: larger ones
+        out = _run(r / where, f"budget-{b}", "--param", "arch.fill")
+        line = out.stdout.splitlines()[1]
+        assert f"    {line}\n" in bench and float(line.split("r with val acc")[1]) > 0, line

@@ -216,3 +216,18 @@ def test_the_bench_readme_shows_what_the_records_give_for_the_batch_32_searches(
 
     for sub, cap in (("budget-10000", 10000), ("budget-5000", 5000)):
         assert count_params(load(p / sub / "best.yaml")) <= cap
+
+
+def test_the_bench_readme_shows_what_the_records_give_for_the_searches_with_10000_validation_images():
+    v = ROOT / "bench" / "records" / "search_cpu_val10k"
+    out = _against_earlier("val10k", v)
+    assert out.returncode == 0, out.stderr
+    bench = (ROOT / "bench" / "README.md").read_text()
+    for line in out.stdout.splitlines():
+        assert f"    {line}\n" in bench, line
+    from space.analysis import count_params
+    from space.io import load
+
+    for sub, cap in (("budget-10000", 10000), ("budget-5000", 5000)):   # within budget, searched on 10,000
+        spec = load(v / sub / "best.yaml")
+        assert count_params(spec) <= cap and spec.info["search"]["val"] == 10000
