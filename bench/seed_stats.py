@@ -1,7 +1,7 @@
 """Test accuracies of many seeds, pooled: ours (``trainer.train`` result files) against the reference's records.
 
     python bench/seed_stats.py --ours RESULT.json ... --reference SEED.json|RUNS.jsonl ... [--target 99.4]
-    python bench/seed_stats.py --group NAME FILE ... --group NAME FILE ... [--target 99.4]
+    python bench/seed_stats.py --group NAME FILE ... --group NAME FILE ... [--target 99.4] [--pairs]
 
 Each file is either one written by ``python -m trainer.train`` (every run in
 it) or ``python -m results.evaluate`` (every seed in it), or one written by the reference pipeline's
@@ -10,7 +10,8 @@ lines of ``{"seed": s, "run": <such a file>}``.  ``--ours`` and
 ``--reference`` are the groups ``ours`` and ``reference``, first and in that
 order; ``--group`` names others, after them.  Printed per group: seeds, mean ± sample standard deviation, standard
 error, range and how many seeds reach ``--target``; then, for every later
-group, the difference of the first group's mean from it and Welch's t.
+group, the difference of the first group's mean from it and Welch's t; with ``--pairs``, of each
+odd-numbered group's mean from the group after it instead (first from second, third from fourth, ...).
 """
 
 from __future__ import annotations
@@ -51,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--group", nargs="+", action="append", default=[], metavar=("NAME", "FILE"),
                    help="a named group of result files")
     p.add_argument("--target", type=float, default=99.4, help="test accuracy in percent (default 99.4)")
+    p.add_argument("--pairs", action="store_true",
+                   help="compare the groups two by two (1st with 2nd, 3rd with 4th, ...), not each with the first")
     a = p.parse_args(argv)
     files = {name: paths for name, paths in (("ours", a.ours), ("reference", a.reference)) if paths}
     for name, *paths in a.group:
@@ -65,11 +68,15 @@ def main(argv: list[str] | None = None) -> int:
     if len(groups) < 2 or any(len(acc) < 2 for acc in groups.values()):
         print("seed_stats: need two groups or more, with at least two seeds each", file=sys.stderr)
         return 2
+    if a.pairs and len(groups) % 2:
+        print(f"seed_stats: --pairs needs an even number of groups, got {len(groups)}", file=sys.stderr)
+        return 2
     width = max(10, *(len(n) + 1 for n in groups))
     for name, acc in groups.items():
         print(_line(name, acc, a.target, width))
-    (first, a_first), *rest = groups.items()
-    for name, acc in rest:
+    items = list(groups.items())
+    pairs = zip(items[::2], items[1::2], strict=True) if a.pairs else ((items[0], other) for other in items[1:])
+    for (first, a_first), (name, acc) in pairs:
         diff = statistics.mean(a_first) - statistics.mean(acc)
         se = math.sqrt(statistics.variance(a_first) / len(a_first) + statistics.variance(acc) / len(acc))
         print(f"{first} - {name}: {diff:+.3f} points, Welch t = {diff / se:+.2f}")

@@ -58,6 +58,22 @@ def test_named_groups_of_either_kind_each_against_the_first(tmp_path):
         assert r.returncode == 2 and r.stdout == "" and len(r.stderr.strip().splitlines()) >= 1, args
 
 
+def test_pairs_compares_the_groups_two_by_two(tmp_path):
+    for name, accs in (("a", (0.9940, 0.9950)), ("b", (0.9930, 0.9940)), ("c", (0.9920, 0.9930)),
+                       ("d", (0.9900, 0.9920))):
+        (tmp_path / f"{name}.json").write_text(json.dumps({"runs": [{"test_acc": x} for x in accs]}))
+    groups = [x for n in "abcd" for x in ("--group", n, tmp_path / f"{n}.json")]
+    r = _run(*groups, "--pairs")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert [line.split()[0] for line in lines[:4]] == list("abcd") and len(lines) == 6
+    assert lines[4] == "a - b: +0.100 points, Welch t = +1.41"
+    assert lines[5] == "c - d: +0.150 points, Welch t = +1.34"
+    assert _run(*groups).stdout.splitlines()[5].startswith("a - c: +0.200 points")   # without: each with the first
+    r = _run(*groups[:9], "--pairs")
+    assert r.returncode == 2 and r.stdout == "" and "even number of groups, got 3" in r.stderr
+
+
 def test_reads_the_per_seed_accuracies_of_results_evaluate(tmp_path):
     (tmp_path / "best.test.json").write_text(json.dumps({"test": {"per_seed": [{"seed": s, "acc": a} for s, a in
                                                                               ((0, 0.9950), (1, 0.9960))]}}))
