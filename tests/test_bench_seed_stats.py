@@ -247,3 +247,38 @@ def test_the_bench_readme_shows_what_the_records_give_for_the_searches_with_1000
     for sub, cap in (("budget-10000", 10000), ("budget-5000", 5000)):   # within budget, searched on 10,000
         spec = load(v / sub / "best.yaml")
         assert count_params(spec) <= cap and spec.info["search"]["val"] == 10000
+
+
+def _per_budget():
+    """seed_stats --pairs: each export of the cross-budget run beside the hand-made network at its budget."""
+    r = ROOT / "bench" / "records"
+    b, n = r / "search_cpu_budgets", r / "seed000_actbn_narrowed"
+    return _run("--group", "found_20000", r / "search_cpu_default_20000" / "best.test.json",
+                "--group", "hand_made_19642", *sorted((r / "seed000_actbn_19642").glob("cpu-seeds*.json")),
+                "--group", "found_10000", b / "budget-10000" / "best.test.json",
+                "--group", "hand_made_9958", n / "seed000_actbn_9958.cpu-seeds0-2.result.json",
+                "--group", "found_5000", b / "budget-5000" / "best.test.json",
+                "--group", "hand_made_4725", n / "seed000_actbn_4725.cpu-seeds0-2.result.json", "--pairs")
+
+
+def test_the_readmes_show_each_budgets_export_beside_the_hand_made_network_narrowed_to_that_budget():
+    out = _per_budget()
+    assert out.returncode == 0, out.stderr
+    bench, readme = (ROOT / "bench" / "README.md").read_text(), (ROOT / "README.md").read_text()
+    for line in out.stdout.splitlines():
+        assert f"    {line}\n" in bench and f"    {line}\n" in readme, line
+    lines = out.stdout.splitlines()
+    assert [line.split()[1] for line in lines[:6]] == ["3", "10", "3", "3", "3", "3"]
+    assert [line.split(":")[0] for line in lines[6:]] == [
+        "found_20000 - hand_made_19642", "found_10000 - hand_made_9958", "found_5000 - hand_made_4725"]
+    from space.analysis import count_params
+    from space.io import load
+
+    n = ROOT / "bench" / "records" / "seed000_actbn_narrowed"
+    full = load(ROOT / "space" / "zoo" / "seed000_actbn_19642.yaml")
+    for budget, params in ((10000, 9958), (5000, 4725)):   # the write-up's network, only narrower
+        spec = load(n / f"seed000_actbn_{params}.yaml")
+        assert count_params(spec) == params <= budget
+        assert spec.recipe == full.recipe and [type(x) for x in spec.layers] == [type(x) for x in full.layers]
+        doc = json.loads((n / f"seed000_actbn_{params}.cpu-seeds0-2.result.json").read_text())
+        assert doc["params"] == params and doc["epochs"] == 19 and doc["seeds"] == [0, 1, 2]
