@@ -282,3 +282,24 @@ def test_the_readmes_show_each_budgets_export_beside_the_hand_made_network_narro
         assert spec.recipe == full.recipe and [type(x) for x in spec.layers] == [type(x) for x in full.layers]
         doc = json.loads((n / f"seed000_actbn_{params}.cpu-seeds0-2.result.json").read_text())
         assert doc["params"] == params and doc["epochs"] == 19 and doc["seeds"] == [0, 1, 2]
+
+
+def test_the_bench_readme_shows_what_the_records_give_for_the_search_of_networks_filling_90_percent():
+    r = ROOT / "bench" / "records"
+    f = r / "search_cpu_fill90"
+    out = _run("--group", "earlier_5000", r / "search_cpu_budgets" / "budget-5000" / "best.test.json",
+               "--group", "fill90_5000", f / "budget-5000" / "best.test.json")
+    journal = f / "budget-5000" / "cnnsearch.log.gz"
+    rungs = subprocess.run([sys.executable, str(ROOT / "bench" / "rungs.py"), str(journal), "budget-5000",
+                            "--param", "arch.fill"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and rungs.returncode == 0, out.stderr + rungs.stderr
+    bench = (ROOT / "bench" / "README.md").read_text()
+    for line in out.stdout.splitlines() + rungs.stdout.splitlines():
+        assert f"    {line}\n" in bench, line
+    means = [float(line.split("mean ")[1].split()[0]) for line in rungs.stdout.splitlines() if "mean " in line]
+    assert len(means) == 4 and min(means) >= 0.9                   # the space file's range held at every rung
+    from space.analysis import count_params
+    from space.io import load
+
+    assert count_params(load(f / "budget-5000" / "best.yaml")) <= 5000
+    assert (f / "fill90.yaml").read_text() == "fill: {low: 0.9, high: 1.0}\n"
