@@ -303,3 +303,28 @@ def test_the_bench_readme_shows_what_the_records_give_for_the_search_of_networks
 
     assert count_params(load(f / "budget-5000" / "best.yaml")) <= 5000
     assert (f / "fill90.yaml").read_text() == "fill: {low: 0.9, high: 1.0}\n"
+
+
+def test_the_bench_readme_shows_what_the_records_give_for_the_searches_of_an_hour_per_budget():
+    r = ROOT / "bench" / "records"
+    b, t = r / "search_cpu_budgets", r / "search_cpu_time60"
+    out = _run("--pairs", *(x for budget in ("10000", "5000") for x in (
+        "--group", f"hour_{budget}", t / f"budget-{budget}" / "best.test.json",
+        "--group", f"earlier_{budget}", b / f"budget-{budget}" / "best.test.json")))
+    assert out.returncode == 0, out.stderr
+    bench = (ROOT / "bench" / "README.md").read_text()
+    for line in out.stdout.splitlines():
+        assert f"    {line}\n" in bench, line
+    for budget in ("10000", "5000"):
+        rungs = subprocess.run([sys.executable, str(ROOT / "bench" / "rungs.py"),
+                                str(t / f"budget-{budget}" / "cnnsearch.log.gz"), f"budget-{budget}",
+                                "--param", "arch.fill"], capture_output=True, text=True, timeout=120)
+        assert rungs.returncode == 0 and f"    {rungs.stdout.splitlines()[0]}\n" in bench, rungs.stderr
+    from space.analysis import count_params
+    from space.io import load
+
+    for budget, cap in (("10000", 10000), ("5000", 5000)):   # each export within its budget, from the last rung
+        spec = load(t / f"budget-{budget}" / "best.yaml")
+        assert count_params(spec) <= cap and spec.info["search"]["rung"] == 3
+    zoo = load(ROOT / "space" / "zoo" / "search_cpu10000_8797.yaml")   # the 10,000 export, in the zoo
+    assert zoo.layers == load(t / "budget-10000" / "best.yaml").layers
