@@ -83,13 +83,17 @@ def rung_closed(n_rungs: int, trials: Sequence[FrozenTrial],
     return lambda r: r < n_rungs - 1 and (r < highest or (closed is not None and closed(r)))
 
 
+LAST_RUNG_SHARE = 0.9   # of its time the last rung plans on: a margin for its trials' estimated cost
+
+
 def affordable(rungs: Sequence[Rung], r: int, sources: Sequence[FrozenTrial], seconds_left: float,
                jobs: int = 1) -> int:
     """How many of the ``sources`` promoted to rung ``r`` it can train in ``seconds_left`` (at least one).
 
     A trial's cost at rung ``r`` is estimated from what it measured one rung below: its mean epoch time
     (training and validation) scaled by the images and epochs of rung ``r``; the plan's own estimate came
-    from a few random networks, and the networks promoted are often the slower ones."""
+    from a few random networks, and the networks promoted are often the slower ones. The last rung counts
+    on ``LAST_RUNG_SHARE`` of its time only: no later rung absorbs an estimate that was low."""
     if r == 0 or not sources:
         return len(sources)
     below, here = rungs[r - 1], rungs[r]
@@ -101,6 +105,8 @@ def affordable(rungs: Sequence[Rung], r: int, sources: Sequence[FrozenTrial], se
     if not costs:
         return len(sources)
     cost = sum(costs) / len(costs)
+    if r == len(rungs) - 1:
+        seconds_left *= LAST_RUNG_SHARE
     n = int(max(0.0, seconds_left) * max(1, jobs) // cost) if cost > 0 else len(sources)
     return max(1, min(len(sources), n))
 

@@ -160,7 +160,7 @@ def test_the_eta_is_the_work_left_at_the_pace_of_this_run():
 def test_a_promoted_rung_keeps_as_many_as_the_time_left_can_train_at_their_measured_speed():
     from search.schedule import affordable
 
-    plan = [Rung(9, 1000, 2, 3, 9.0), Rung(3, 2000, 4, 0, 12.0)]
+    plan = [Rung(9, 1000, 2, 3, 9.0), Rung(3, 2000, 4, 1, 12.0), Rung(1, 4000, 8, 0, 12.0)]
     # each source took 5 s an epoch on 1,000 images: at rung 1 a trial costs about 5 * 2 * 4 = 40 s
     src = [_t(i, value=0.9, epoch_seconds=[5.0, 5.0]) for i in range(3)]
     assert affordable(plan, 1, src, seconds_left=1000) == 3
@@ -168,6 +168,10 @@ def test_a_promoted_rung_keeps_as_many_as_the_time_left_can_train_at_their_measu
     assert affordable(plan, 1, src, seconds_left=85, jobs=2) == 3   # two workers train side by side
     assert affordable(plan, 1, src, seconds_left=10) == 1           # always at least one
     assert affordable(plan, 0, src, seconds_left=0) == 3            # rung 0 is the plan's own
+    # the same 5 s epochs taken as rung 1's: a rung-2 trial costs 5 * 2 * 8 = 80 s; the last rung plans on
+    # 90% of its time, a margin for that estimate (without it, 170 s would afford two)
+    assert affordable(plan, 2, src, seconds_left=170) == 1 and affordable(plan, 2, src, seconds_left=180) == 2
+    assert affordable(plan[:2], 1, src, seconds_left=85) == 1 and affordable(plan[:2], 1, src, seconds_left=90) == 2
 
 
 def test_a_rung_promoted_from_is_closed_when_the_study_resumes():
