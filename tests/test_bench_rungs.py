@@ -88,9 +88,10 @@ def test_a_missing_file_an_unknown_study_or_one_without_a_plan_is_one_line_and_s
         assert says in r.stderr
 
 
-def _quoted_rungs(folder, b):
-    """The rungs of a committed journal's study budget-B, each line as bench/README.md quotes it."""
-    r = _run(folder / f"budget-{b}" / "cnnsearch.log.gz", f"budget-{b}")
+def _quoted_rungs(folder, b, *args):
+    """The rungs of a committed journal's study budget-B (``args``: rungs.py's options), each line as
+    bench/README.md quotes it."""
+    r = _run(folder / f"budget-{b}" / "cnnsearch.log.gz", f"budget-{b}", *args)
     assert r.returncode == 0, r.stderr
     bench = (ROOT / "bench" / "README.md").read_text()
     for line in r.stdout.splitlines():
@@ -177,3 +178,12 @@ def test_the_bench_readme_shows_the_share_of_the_budget_that_each_rung_favoured_
         out = _run(r / where, f"budget-{b}", "--param", "arch.fill")
         line = out.stdout.splitlines()[1]
         assert f"    {line}\n" in bench and float(line.split("r with val acc")[1]) > 0, line
+
+
+def test_the_bench_readme_shows_the_share_of_the_budget_in_the_fill90_and_hour_long_searches():
+    r = ROOT / "bench" / "records"
+    lines = _quoted_rungs(r / "search_cpu_fill90", 5000, "--param", "arch.fill")
+    means = [float(line.split("mean ")[1].split()[0]) for line in lines if "mean " in line]
+    assert len(means) == 4 and min(means) >= 0.9                   # the space file's range held at every rung
+    for b in (10000, 5000):
+        assert len(_quoted_rungs(r / "search_cpu_time60", b, "--param", "arch.fill")) == 8
