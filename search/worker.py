@@ -31,11 +31,20 @@ from search.schedule import affordable, decide, fresh_attrs, promoted_attrs
 from search.storage import claim_lock, heartbeat, is_rdb
 from search.study import fail_dead_local, requeue_attrs
 
-__all__ = ["interruptible", "critical", "guard_storage", "Work", "worker_loop", "run_one", "spawn_workers",
-           "watch_parent"]
+__all__ = ["Interrupted", "interruptible", "critical", "guard_storage", "Work", "worker_loop", "run_one",
+           "spawn_workers", "watch_parent"]
 
 _depth = 0
 _pending = False
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM, as :func:`interruptible` raises it (``except KeyboardInterrupt`` catches it).
+
+    Not KeyboardInterrupt itself: CPython marks a KeyboardInterrupt that leaves code run by ``exec()`` of a
+    string (every dataclass being defined, every namedtuple) as unhandled, and ``python -m`` then dies of
+    SIGINT once the interpreter ends, whatever ``main`` returned.  It checks the exact type only.
+    """
 
 
 def _on_signal(signum: int, frame: Any) -> None:
@@ -43,12 +52,12 @@ def _on_signal(signum: int, frame: Any) -> None:
     if _depth:
         _pending = True
         return
-    raise KeyboardInterrupt(f"signal {signum}")
+    raise Interrupted(f"signal {signum}")
 
 
 @contextlib.contextmanager
 def interruptible() -> Iterator[None]:
-    """SIGINT and SIGTERM raise KeyboardInterrupt outside critical sections (main thread only)."""
+    """SIGINT and SIGTERM raise :class:`Interrupted` outside critical sections (main thread only)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -71,7 +80,7 @@ def critical() -> Iterator[None]:
         _depth -= 1
         if not _depth and _pending:
             _pending = False
-            raise KeyboardInterrupt("interrupted")
+            raise Interrupted("interrupted")
 
 
 def guard_storage(storage: Any) -> Any:
