@@ -39,6 +39,7 @@ _ENTRIES: dict[str, tuple[Any, tuple[Any, ...] | None, tuple[float, float] | Non
     "head": ({"choices": ["gap_linear", "gap_conv", "conv_gap"]}, ("gap_linear", "gap_conv", "conv_gap"), None),
     "fill": ({"low": 0.7, "high": 1.0}, None, (0.05, 1.0)),     # target share of the budget
     "min_channels": (4, None, (1, 64)),
+    "widen": (False, (False, True), None),                      # stages widened a channel at a time to the fill
     # recipe
     "optimizer": ({"choices": ["sgd", "adam", "adamw"]}, OPTIMIZERS, None),
     "lr": ({"low": 0.0005, "high": 0.2, "log": True}, None, (1e-6, 1e4)),  # peak rate; clipped per optimizer

@@ -39,15 +39,36 @@ def test_500_sampled_specs_are_within_budget_and_almost_all_trainable(budget):
     assert sum(counts) / len(counts) >= 0.6 * budget
 
 
-def test_sampled_network_builds_with_the_counted_parameters():
-    for _, spec in _sampled(20_000, 20, seed=3):
+def test_widen_fills_what_the_base_width_leaves_never_past_the_target():
+    budget = 5_000
+    plain = _sampled(budget, 200, seed=5)
+    wide = _sampled(budget, 200, seed=5, space=space_from_dict({"widen": True}))
+    share = {"plain": [], "wide": []}
+    for (tp, sp), (tw, sw) in zip(plain, wide, strict=True):
+        assert tp.params == tw.params  # a fixed widen samples nothing: the same trials
+        if sp is None:
+            assert sw is None
+            continue
+        target = int(tp.params["arch.fill"] * budget)
+        assert count_params(sp) <= count_params(sw) <= target
+        share["plain"].append(count_params(sp) / target)
+        share["wide"].append(count_params(sw) / target)
+    mean = {k: sum(v) / len(v) for k, v in share.items()}
+    assert mean["plain"] < 0.93 and mean["wide"] > 0.97 and min(share["wide"]) > 0.9, mean
+
+
+@pytest.mark.parametrize("widen", [False, {"choices": [False, True]}])
+def test_sampled_network_builds_with_the_counted_parameters(widen):
+    for _, spec in _sampled(20_000, 20, seed=3, space=space_from_dict({"widen": widen})):
         assert sum(p.numel() for p in build(spec).parameters()) == count_params(spec)
 
 
-def test_fixed_trial_replay_gives_the_same_spec():
-    for trial, spec in _sampled(20_000, 30, seed=1):
+@pytest.mark.parametrize("widen", [False, {"choices": [False, True]}])
+def test_fixed_trial_replay_gives_the_same_spec(widen):
+    space = space_from_dict({"widen": widen})
+    for trial, spec in _sampled(20_000, 30, seed=1, space=space):
         frozen = optuna.trial.FixedTrial(trial.params)
-        assert sample(frozen, space_from_dict(), 20_000, epochs=10) == spec
+        assert sample(frozen, space, 20_000, epochs=10) == spec
 
 
 def test_param_names_are_hierarchical():
