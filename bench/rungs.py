@@ -4,7 +4,8 @@ A plan given with ``--plan FILE`` was not made for a time: its rungs have no exp
 ``--param NAME`` adds, under each rung, how many of its complete trials took each value of the sampled
 parameter NAME (``train.batch_size``, ``opt.name``, ...); for a parameter sampled from a range of floats
 (``arch.fill``, ``opt.lr``, ...) it gives their mean instead, and the correlation (Pearson's r) of the
-parameter with the trials' validation accuracy at that rung.
+parameter with the trials' validation accuracy at that rung.  NAME may also be a value each trial
+records (``utilisation``: its share of the budget).
 
     python bench/rungs.py JOURNAL STUDY [--param NAME]
 
@@ -47,8 +48,8 @@ def lines(study: Any, param: str | None = None) -> list[str]:
 
 def _took(trials: list[Any], param: str) -> str:
     """How many complete trials took each value of ``param``; for floats their mean and its r with the value."""
-    done = [t for t in trials if t.state.name == "COMPLETE" and param in t.params]
-    xs = [t.params[param] for t in done]
+    done = [t for t in trials if t.state.name == "COMPLETE" and (param in t.params or param in t.user_attrs)]
+    xs = [t.params[param] if param in t.params else t.user_attrs[param] for t in done]
     if xs and all(isinstance(x, float) for x in xs):
         vals = [t.value for t in done]
         r = (f", r with val acc {statistics.correlation(xs, vals):+.2f}"
@@ -66,7 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("journal", type=Path)
     ap.add_argument("study")
-    ap.add_argument("--param", help="a sampled parameter: how many complete trials of each rung took each value")
+    ap.add_argument("--param", help="a sampled parameter (or a recorded value: utilisation): how many complete "
+                                    "trials of each rung took each value")
     args = ap.parse_args(argv)
     import optuna
 

@@ -1,11 +1,11 @@
 """The worker loop: claim the next trial of the plan under the study's lock, train it, tell the study.
 
 Ctrl-C (and SIGTERM) may come at any moment.  The handler installed by :func:`interruptible`
-raises ``KeyboardInterrupt`` at once while a network trains, but never inside a storage call or a
-``tell``: those run as critical sections (:func:`critical`, and every method of the storage through
-:func:`guard_storage`), and the interrupt is raised when the section ends.  So a trial is never
-left half-told, and the one that was training is failed as ``interrupted`` and queued again with
-its checkpoint, to go on from its last epoch.
+raises :class:`Interrupted` (a ``KeyboardInterrupt``) at once while a network trains, but never
+inside a storage call or a ``tell``: those run as critical sections (:func:`critical`, and every
+method of the storage through :func:`guard_storage`), and the interrupt is raised when the section
+ends.  So a trial is never left half-told, and the one that was training is failed as
+``interrupted`` and queued again with its checkpoint, to go on from its last epoch.
 """
 
 from __future__ import annotations
