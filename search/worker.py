@@ -1,7 +1,7 @@
 """The worker loop: claim the next trial of the plan under the study's lock, train it, tell the study.
 
 Ctrl-C (and SIGTERM) may come at any moment.  The handler installed by :func:`interruptible`
-raises :class:`Interrupted` (a ``KeyboardInterrupt``) at once while a network trains, but never
+raises :class:`space.cli.Interrupted` (a ``KeyboardInterrupt``) at once while a network trains, but never
 inside a storage call or a ``tell``: those run as critical sections (:func:`critical`, and every
 method of the storage through :func:`guard_storage`), and the interrupt is raised when the section
 ends.  So a trial is never left half-told, and the one that was training is failed as
@@ -30,21 +30,13 @@ from search.plan import Rung, format_seconds
 from search.schedule import affordable, decide, fresh_attrs, promoted_attrs
 from search.storage import claim_lock, heartbeat, is_rdb
 from search.study import fail_dead_local, requeue_attrs
+from space.cli import Interrupted
 
-__all__ = ["Interrupted", "interruptible", "critical", "guard_storage", "Work", "worker_loop", "run_one",
+__all__ = ["interruptible", "critical", "guard_storage", "Work", "worker_loop", "run_one",
            "spawn_workers", "watch_parent"]
 
 _depth = 0
 _pending = False
-
-
-class Interrupted(KeyboardInterrupt):
-    """Ctrl-C or SIGTERM, as :func:`interruptible` raises it (``except KeyboardInterrupt`` catches it).
-
-    Not KeyboardInterrupt itself: CPython marks a KeyboardInterrupt that leaves code run by ``exec()`` of a
-    string (every dataclass being defined, every namedtuple) as unhandled, and ``python -m`` then dies of
-    SIGINT once the interpreter ends, whatever ``main`` returned.  It checks the exact type only.
-    """
 
 
 def _on_signal(signum: int, frame: Any) -> None:

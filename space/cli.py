@@ -10,18 +10,33 @@ from __future__ import annotations
 
 import argparse
 import re
+import signal
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 from space.spec import SpecError
 
-__all__ = ["UsageError", "Parser", "positive_int", "positive_float", "duration", "device_name", "resolve_device",
-           "run_main", "dataset_arg"]
+__all__ = ["UsageError", "Interrupted", "Parser", "positive_int", "positive_float", "duration", "device_name",
+           "resolve_device", "run_main", "dataset_arg"]
 
 
 class UsageError(Exception):
     """Bad input from the command line: printed as one ``error:`` line, exit status 2."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C as the commands raise it (``except KeyboardInterrupt`` catches it).
+
+    Not KeyboardInterrupt itself: CPython marks a KeyboardInterrupt that leaves code run by ``exec()`` of a
+    string (every dataclass being defined, every namedtuple) as unhandled, and ``python -m`` then dies of
+    SIGINT once the interpreter ends, whatever the command returned.  It checks the exact type only.
+    """
+
+
+def _raise_interrupted(signum: int, frame: Any) -> None:
+    raise Interrupted(f"signal {signum}")
 
 
 class Parser(argparse.ArgumentParser):
@@ -112,6 +127,17 @@ def _data_error(e: BaseException) -> bool:
 
 def run_main(body: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None) -> int:
     """Run a command body; bad input is one line on stderr and exit 2, Ctrl-C is 130."""
+    ours = (threading.current_thread() is threading.main_thread()
+            and signal.getsignal(signal.SIGINT) is signal.default_int_handler)
+    old = signal.signal(signal.SIGINT, _raise_interrupted) if ours else None
+    try:
+        return _run_body(body, argv)
+    finally:
+        if ours:
+            signal.signal(signal.SIGINT, old)
+
+
+def _run_body(body: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None) -> int:
     try:
         return int(body(argv))
     except SystemExit as e:  # argparse: --help (0) or a bad argument (2, its line already printed)

@@ -80,29 +80,43 @@ def test_ctrl_c_at_any_moment_exits_130_leaves_nothing_running_and_the_study_res
     assert (tmp_path / "best.yaml").is_file()
 
 
-PROBE = """
+CTRL_C_IN_EXEC = 'exec("import signal; signal.raise_signal(signal.SIGINT)")'  # as while a dataclass is defined
+PROBES = {  # (a module run with python -m, what it prints on Ctrl-C)
+    "search.run": (f"""
 import signal, sys
 import search.run
 
-def body(args, argv):  # Ctrl-C while code given to exec() as a string runs: every dataclass being defined
-    exec("import signal; signal.raise_signal(signal.SIGINT)")
+def body(args, argv):
+    {CTRL_C_IN_EXEC}
     return 0
 
 search.run._main = body
 signal.signal(signal.SIGINT, signal.SIG_IGN)  # as search.run's __main__ does
 sys.exit(search.run.main(["--budget", "5000"]))
-"""
+""", "resume with: python -m search.run --budget 5000"),
+    "the other commands (space.cli.run_main)": (f"""
+import sys
+from space.cli import run_main
+
+def body(argv):
+    {CTRL_C_IN_EXEC}
+    return 0
+
+sys.exit(run_main(body, []))
+""", "interrupted"),
+}
 
 
-def test_ctrl_c_that_lands_in_exec_of_a_string_still_exits_130(tmp_path):
+@pytest.mark.parametrize("command", list(PROBES))
+def test_ctrl_c_that_lands_in_exec_of_a_string_still_exits_130(tmp_path, command):
     """CPython marks a KeyboardInterrupt that leaves exec() of a string as unhandled, and ``python -m`` then
     dies of SIGINT (-2) whatever main returned: Ctrl-C must be raised as a subclass, which it does not mark."""
-    (tmp_path / "ctrl_c_probe.py").write_text(PROBE)
+    probe, says = PROBES[command]
+    (tmp_path / "ctrl_c_probe.py").write_text(probe)
     r = subprocess.run([sys.executable, "-m", "ctrl_c_probe"], cwd=tmp_path, capture_output=True, text=True,
                        timeout=120, preexec_fn=_default_sigint)
     assert r.returncode == 130, (r.returncode, r.stderr)
-    assert "resume with: python -m search.run --budget 5000" in r.stderr and "Traceback" not in r.stderr
-
+    assert says in r.stderr and "Traceback" not in r.stderr
 
 def _wait(pred, what, timeout=300):
     end = time.time() + timeout
