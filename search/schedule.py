@@ -29,13 +29,17 @@ class Decision:
 
 
 def _target(r: int, rg: Rung, mine: Sequence[FrozenTrial]) -> int:
+    """Rung 0: the plan's count; above: the trials promoted to it, less those dropped unstarted."""
     if r == 0:
         return rg.trials
-    return len({t.user_attrs["promoted_from"] for t in mine if "promoted_from" in t.user_attrs})
+    dropped = {t.number for t in mine if t.state == TrialState.FAIL
+               and str(t.user_attrs.get("fail_reason", "")).startswith("surplus")}
+    return len({t.user_attrs["promoted_from"] for t in mine if "promoted_from" in t.user_attrs
+                and t.number not in dropped})
 
 
 def decide(rungs: Sequence[Rung], trials: Sequence[FrozenTrial], closed: Callable[[int], bool],
-           fill: bool = False) -> Decision:
+           fill: bool = False, left: Callable[[int], float | None] | None = None) -> Decision:
     """The next step.  ``closed(r)``: whether rung ``r``'s time is up (it starts no more trials; never
     asked of the last rung).  A rung above 0 starts once the one below has finished, with the best
     ``trials`` of it by validation accuracy (ties: fewer parameters) as its own trials; a rung that has
@@ -48,7 +52,11 @@ def decide(rungs: Sequence[Rung], trials: Sequence[FrozenTrial], closed: Callabl
     at its least selective), which the worker trims to what the rung's time affords at their measured
     speed (:func:`affordable`), so every rung spends its share of the time, the last one included.
     Without it (a plan given as data, or a resumed study whose closing times are gone) the counts are
-    the plan's."""
+    the plan's.
+
+    ``left(r)``: the seconds until rung ``r`` should be done.  With ``fill``, the last rung starts no
+    more of its queued trials once what is left is shorter than its finished trials took (the estimate
+    that promoted them was made one rung below): ``--time`` ends on time rather than a trial late."""
     last = len(rungs) - 1
     shut = rung_closed(len(rungs), trials, closed)
     for r, rg in enumerate(rungs):
@@ -62,7 +70,7 @@ def decide(rungs: Sequence[Rung], trials: Sequence[FrozenTrial], closed: Callabl
             return Decision("promote", r, top[:n])
         waiting = [t for t in mine if t.state == TrialState.WAITING]
         running = [t for t in mine if t.state == TrialState.RUNNING]
-        if shut(r):
+        if shut(r) or (r == last and fill and left is not None and _too_late(mine, left(r))):
             if waiting:
                 return Decision("drop", r, waiting)
             if running:
@@ -73,6 +81,14 @@ def decide(rungs: Sequence[Rung], trials: Sequence[FrozenTrial], closed: Callabl
         if running:
             return Decision("wait", r)
     return Decision("done", last)
+
+
+def _too_late(mine: Sequence[FrozenTrial], seconds_left: float | None) -> bool:
+    """Whether a trial started now would end after ``seconds_left``, at the mean wall time of the rung's
+    finished trials (never before one has finished)."""
+    took = [(t.datetime_complete - t.datetime_start).total_seconds() for t in mine
+            if t.state == TrialState.COMPLETE and t.datetime_start and t.datetime_complete]
+    return bool(took) and seconds_left is not None and seconds_left < sum(took) / len(took)
 
 
 def rung_closed(n_rungs: int, trials: Sequence[FrozenTrial],

@@ -169,7 +169,7 @@ def _claim(study: Any, work: Work, rdb: bool) -> Any:
         optuna.storages.fail_stale_trials(study)
     else:
         fail_dead_local(study, work.host)
-    d = decide(work.rungs, study.get_trials(deepcopy=False), work.closed, work.fill)
+    d = decide(work.rungs, study.get_trials(deepcopy=False), work.closed, work.fill, work.seconds_left)
     if d.kind == "done":
         return _DONE
     if d.kind == "promote":
@@ -185,7 +185,7 @@ def _claim(study: Any, work: Work, rdb: bool) -> Any:
     if d.kind == "drop":
         for _ in d.trials:
             t = study.ask()
-            t.set_user_attr("fail_reason", f"surplus: rung {d.rung} closed at its time")
+            t.set_user_attr("fail_reason", f"surplus: rung {d.rung} closed at its time")  # or too late to start
             study.tell(t, state=TrialState.FAIL)
         return _AGAIN
     if d.kind == "wait":

@@ -80,6 +80,26 @@ def test_the_last_rung_never_closes():
     assert decide(PLAN, trials, lambda r: True).kind == "ask"
 
 
+def test_the_last_rung_starts_no_queued_trial_that_its_time_left_cannot_finish():
+    t0 = dt.datetime(2026, 1, 1)
+    took_200s = _t(6, rung=1, value=0.99, promoted_from=5, start=t0)
+    took_200s.datetime_complete = t0 + dt.timedelta(seconds=200)
+    trials = [_t(i, value=0.9 + i / 100) for i in range(6)] + [took_200s]
+    queued = trials + [_t(7, rung=1, state=TrialState.WAITING, promoted_from=4),
+                       _t(8, rung=1, state=TrialState.WAITING, promoted_from=3)]
+    closed = lambda r: r == 0  # noqa: E731
+    assert decide(PLAN, queued, closed, fill=True, left=lambda r: 300.0).kind == "ask"
+    d = decide(PLAN, queued, closed, fill=True, left=lambda r: 150.0)
+    assert d.kind == "drop" and [t.number for t in d.trials] == [7, 8]
+    assert decide(PLAN, queued, closed, fill=False, left=lambda r: 150.0).kind == "ask"   # a plan's counts rule
+    dropped = trials + [_t(7, rung=1, state=TrialState.FAIL, promoted_from=4, fail_reason="surplus: rung 1 closed"),
+                        _t(8, rung=1, state=TrialState.FAIL, promoted_from=3, fail_reason="surplus: rung 1 closed")]
+    assert decide(PLAN, dropped, closed, fill=True, left=lambda r: 150.0).kind == "done"
+    assert decide(PLAN, dropped, OPEN).kind == "done"          # resumed without its times: nothing sampled anew
+    unfinished = trials[:6] + [_t(6, rung=1, state=TrialState.RUNNING, promoted_from=5)] + queued[7:]
+    assert decide(PLAN, unfinished, closed, fill=True, left=lambda r: 1.0).kind == "ask"  # nothing measured yet
+
+
 def test_the_pruner_compares_a_rung_0_trial_with_rung_0_only():
     study = optuna.create_study(direction="maximize", pruner=RungPruner(2, n_startup_trials=2))
     for v in (0.5, 0.6):  # rung 0: weak
