@@ -187,3 +187,16 @@ def test_the_bench_readme_shows_the_share_of_the_budget_in_the_fill90_and_hour_l
     assert len(means) == 4 and min(means) >= 0.9                   # the space file's range held at every rung
     for b in (10000, 5000):
         assert len(_quoted_rungs(r / "search_cpu_time60", b, "--param", "arch.fill")) == 8
+
+
+def test_the_bench_readme_shows_the_share_of_the_budget_used_with_and_without_widen_and_in_90_minutes():
+    r = ROOT / "bench" / "records"
+
+    def shares(folder):
+        lines = _quoted_rungs(r / folder, 5000, "--param", "utilisation")
+        return [float(line.split("mean ")[1].split()[0]) for line in lines if "mean " in line]
+
+    default, widened, longer = shares("search_cpu_time60"), shares("search_cpu_widen"), shares("search_cpu_time90")
+    assert len(default) == len(widened) == len(longer) == 4
+    assert all(w > d for w, d in zip(widened, default, strict=True))   # widen: fuller networks at every rung
+    assert max(default + widened + longer) <= 1.0

@@ -312,3 +312,20 @@ def test_the_bench_readme_shows_what_the_records_give_for_the_searches_of_an_hou
         assert count_params(spec) <= cap and spec.info["search"]["rung"] == 3
     zoo = load(ROOT / "space" / "zoo" / "search_cpu10000_8797.yaml")   # the 10,000 export, in the zoo
     assert zoo.layers == load(t / "budget-10000" / "best.yaml").layers
+
+
+def test_the_bench_readme_shows_what_the_records_give_for_the_widened_and_90_minute_searches_under_5000():
+    from space.analysis import count_params
+    from space.io import load
+
+    r = ROOT / "bench" / "records"
+    hour = r / "search_cpu_time60" / "budget-5000" / "best.test.json"
+    bench = (ROOT / "bench" / "README.md").read_text()
+    for name, folder in (("widen_5000", "search_cpu_widen"), ("t90_5000", "search_cpu_time90")):
+        out = _run("--group", "hour_5000", hour, "--group", name, r / folder / "budget-5000" / "best.test.json")
+        assert out.returncode == 0, out.stderr
+        for line in out.stdout.splitlines():
+            assert f"    {line}\n" in bench, line
+        spec = load(r / folder / "budget-5000" / "best.yaml")
+        assert count_params(spec) <= 5000 and spec.info["search"]["rung"] == 3
+    assert (r / "search_cpu_widen" / "widen.yaml").read_text() == "widen: true\n"
