@@ -153,8 +153,7 @@ def layers_for(shape: Shape, ch: tuple[int, ...], classes: int) -> tuple[Layer, 
     return tuple(layers)
 
 
-def _params(shape: Shape, base: int | tuple[int, ...], classes: int, input: tuple[int, int, int]) -> int:
-    ch = widths(shape, base) if isinstance(base, int) else base
+def _params(shape: Shape, ch: tuple[int, ...], classes: int, input: tuple[int, int, int]) -> int:
     return count_params(NetSpec(layers_for(shape, ch, classes), input=input, classes=classes))
 
 
@@ -165,17 +164,17 @@ def fit_to_budget(shape: Shape, target: int, budget: int, classes: int = 10,
     Raises :class:`OverBudget` when even the smallest width is over ``budget``, and
     :class:`SpecError` when the shape does not fit the input (e.g. too many pools).
     """
-    smallest = _params(shape, 1, classes, input)
+    smallest = _params(shape, widths(shape, 1), classes, input)
     if smallest > budget:
         raise OverBudget(f"the smallest network of this shape has {smallest} parameters > budget {budget}")
     lo, hi = 1, MAX_WIDTH
     while lo < hi:  # parameters grow with the base width (up to rounding; checked below)
         mid = (lo + hi + 1) // 2
-        if _params(shape, mid, classes, input) <= target:
+        if _params(shape, widths(shape, mid), classes, input) <= target:
             lo = mid
         else:
             hi = mid - 1
-    while lo > 1 and _params(shape, lo, classes, input) > min(target, budget):
+    while lo > 1 and _params(shape, widths(shape, lo), classes, input) > min(target, budget):
         lo -= 1
     return lo
 
@@ -289,7 +288,7 @@ def smallest_params(space: SearchSpace, classes: int = 10, input: tuple[int, int
                         dropout=0.0, act="relu", bn_order="bn_act", head=head,
                         min_channels=space["min_channels"].value)
                     try:
-                        n = _params(shape, 1, classes, input)
+                        n = _params(shape, widths(shape, 1), classes, input)
                     except SpecError:
                         continue
                     best = n if best is None else min(best, n)
