@@ -130,6 +130,20 @@ def test_with_closing_times_rung_0_fills_its_time_and_the_next_rung_takes_the_pl
     assert "8 of 6 planned" in capsys.readouterr().out
 
 
+def test_a_study_whose_last_rung_ran_out_of_time_is_done_and_exits_0(tmp_path, capsys):
+    import time
+
+    storage, out = tmp_path / "s.log", tmp_path / "best.yaml"
+    plan = _plan_file(tmp_path, [{"trials": 3, "images": 300, "epochs": 1}])
+    past = time.time() - 1                      # the last rung's end has passed: after its first trial, no more
+    rc = main(["--budget", "5000", "--plan", plan, "--closes", f"{past}", "--storage", str(storage),
+               "--out", str(out), *COMMON])
+    assert rc == 0 and out.is_file()
+    study = _study(storage, "budget-5000")
+    assert [t.state for t in study.get_trials()] == [TrialState.COMPLETE]
+    assert load(out).info["provenance"]["trial"] == study.best_trial.number == 0
+
+
 def test_a_resumed_study_keeps_its_plan(tmp_path, capsys):
     storage = tmp_path / "s.log"
     args = ["--budget", "5000", "--storage", str(storage), "--out", str(tmp_path / "b.yaml"), *COMMON]
