@@ -18,7 +18,9 @@ from optuna.trial import FrozenTrial, TrialState
 from search.plan import HALVING, Rung
 from search.study import counts, rung
 
-__all__ = ["Decision", "decide", "rung_closed", "affordable", "fresh_attrs", "promoted_attrs", "RungPruner"]
+__all__ = ["Decision", "decide", "reserve", "rung_closed", "affordable", "fresh_attrs", "promoted_attrs", "RungPruner"]
+
+LAST_RUNG_SHARE = 0.9   # of its time the last rung plans on: a margin for its trials' estimated cost
 
 
 @dataclass(frozen=True)
@@ -39,7 +41,7 @@ def _target(r: int, rg: Rung, mine: Sequence[FrozenTrial]) -> int:
 
 
 def decide(rungs: Sequence[Rung], trials: Sequence[FrozenTrial], closed: Callable[[int], bool],
-           fill: bool = False, left: Callable[[int], float | None] | None = None) -> Decision:
+           fill: bool = False, left: Callable[[int], float | None] | None = None, jobs: int = 1) -> Decision:
     """The next step.  ``closed(r)``: whether rung ``r``'s time is up (it starts no more trials; never
     asked of the last rung).  A rung above 0 starts once the one below has finished, with the best
     ``trials`` of it by validation accuracy (ties: fewer parameters) as its own trials; a rung that has
@@ -56,7 +58,10 @@ def decide(rungs: Sequence[Rung], trials: Sequence[FrozenTrial], closed: Callabl
 
     ``left(r)``: the seconds until rung ``r`` should be done.  With ``fill``, the last rung starts no
     more of its queued trials once what is left is shorter than its finished trials took (the estimate
-    that promoted them was made one rung below): ``--time`` ends on time rather than a trial late."""
+    that promoted them was made one rung below): ``--time`` ends on time rather than a trial late.  And a
+    rung below the last closes early once what is left until the end is shorter than the rungs above
+    need at its own trials' measured speed (:func:`reserve`, ``jobs`` workers): a plan made on a few
+    batches of random networks can be slow by half, and the last rung's trials are never cut."""
     last = len(rungs) - 1
     shut = rung_closed(len(rungs), trials, closed)
     for r, rg in enumerate(rungs):
@@ -70,7 +75,9 @@ def decide(rungs: Sequence[Rung], trials: Sequence[FrozenTrial], closed: Callabl
             return Decision("promote", r, top[:n])
         waiting = [t for t in mine if t.state == TrialState.WAITING]
         running = [t for t in mine if t.state == TrialState.RUNNING]
-        if shut(r) or (r == last and fill and left is not None and _too_late(mine, left(r))):
+        late = fill and left is not None and (_too_late(mine, left(r)) if r == last
+                                              else _short(rungs, r, mine, left(last), jobs))
+        if shut(r) or late:
             if waiting:
                 return Decision("drop", r, waiting)
             if running:
@@ -91,15 +98,46 @@ def _too_late(mine: Sequence[FrozenTrial], seconds_left: float | None) -> bool:
     return bool(took) and seconds_left is not None and seconds_left < sum(took) / len(took)
 
 
+def _short(rungs: Sequence[Rung], r: int, mine: Sequence[FrozenTrial], seconds_left: float | None,
+           jobs: int) -> bool:
+    need = reserve(rungs, r, mine, jobs)
+    return need is not None and seconds_left is not None and seconds_left < need
+
+
+def reserve(rungs: Sequence[Rung], r: int, mine: Sequence[FrozenTrial], jobs: int = 1) -> float | None:
+    """Seconds the rungs above ``r`` need for their planned trials, each trial's cost estimated from rung
+    ``r``'s best finished trials (the ones to be promoted): their training time per image (last epoch's
+    images/s) scaled to each rung's images and epochs, and their validation time per epoch as it is.  The
+    last rung's share is divided by ``LAST_RUNG_SHARE``, as :func:`affordable` plans it.  None before a
+    trial of rung ``r`` has finished."""
+    done = sorted((t for t in mine if t.state == TrialState.COMPLETE and t.value is not None
+                   and t.user_attrs.get("epoch_seconds") and t.user_attrs.get("images_per_second")),
+                  key=lambda t: (-(t.value or 0.0), t.number))
+    top = done[:max(1, rungs[r + 1].trials)] if r + 1 < len(rungs) else []
+    if not top:
+        return None
+    train = val = 0.0   # seconds per training image, and per validation pass
+    for t in top:
+        secs = t.user_attrs["epoch_seconds"]
+        per = 1.0 / float(t.user_attrs["images_per_second"])
+        epoch = sum(secs) / len(secs)
+        train += per
+        val += max(0.0, epoch - per * rungs[r].images)
+    train, val = train / len(top), val / len(top)
+    need = 0.0
+    for q in range(r + 1, len(rungs)):
+        rg = rungs[q]
+        secs = -(-rg.trials // max(1, jobs)) * rg.epochs * (rg.images * train + val)
+        need += secs / LAST_RUNG_SHARE if q == len(rungs) - 1 else secs
+    return need
+
+
 def rung_closed(n_rungs: int, trials: Sequence[FrozenTrial],
                 closed: Callable[[int], bool] | None = None) -> Callable[[int], bool]:
     """Whether rung ``r`` takes no more trials: never the last one; one whose time is up (``closed(r)``),
     or one that has been promoted from (more trials there would count for nothing)."""
     highest = max((rung(t) for t in trials), default=0)
     return lambda r: r < n_rungs - 1 and (r < highest or (closed is not None and closed(r)))
-
-
-LAST_RUNG_SHARE = 0.9   # of its time the last rung plans on: a margin for its trials' estimated cost
 
 
 def affordable(rungs: Sequence[Rung], r: int, sources: Sequence[FrozenTrial], seconds_left: float,

@@ -169,7 +169,7 @@ def _claim(study: Any, work: Work, rdb: bool) -> Any:
         optuna.storages.fail_stale_trials(study)
     else:
         fail_dead_local(study, work.host)
-    d = decide(work.rungs, study.get_trials(deepcopy=False), work.closed, work.fill, work.seconds_left)
+    d = decide(work.rungs, study.get_trials(deepcopy=False), work.closed, work.fill, work.seconds_left, work.jobs)
     if d.kind == "done":
         return _DONE
     if d.kind == "promote":

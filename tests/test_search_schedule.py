@@ -177,6 +177,29 @@ def test_the_eta_is_the_work_left_at_the_pace_of_this_run():
     assert eta_seconds(PLAN, promoted, started, started + 30) == pytest.approx(2 * 2 * 10)  # nor once promoted from
 
 
+def test_a_lower_rung_closes_early_when_the_rungs_above_need_more_than_is_left_at_its_measured_speed():
+    from search.schedule import reserve
+
+    plan = [Rung(9, 1000, 2, 3, 9.0), Rung(3, 2000, 4, 1, 12.0), Rung(1, 4000, 8, 0, 12.0)]
+    # rung 0's best three trained at 500 images/s (2 s an epoch on 1,000) and validated in 1 s an epoch:
+    # rung 1 needs 3 x 4 x (2000/500 + 1) = 60 s; rung 2 needs 8 x (4000/500 + 1) = 72 s, planned on 90%: 80 s
+    worse = [_t(i, value=0.5 + i / 100, epoch_seconds=[9.0, 9.0], images_per_second=100.0) for i in range(3)]
+    better = [_t(i + 3, value=0.9 + i / 100, epoch_seconds=[3.0, 3.0], images_per_second=500.0) for i in range(3)]
+    trials = worse + better
+    assert reserve(plan, 0, trials) == pytest.approx(140.0)                   # from the best three, not the others
+    assert reserve(plan, 0, trials, jobs=2) == pytest.approx(2 * 4 * 5 + 80.0)  # two side by side: 2 turns at rung 1
+    assert reserve(plan, 0, []) is None and reserve(plan, 2, trials) is None
+    queued = trials + [_t(6, state=TrialState.WAITING)]
+    assert decide(plan, queued, OPEN, fill=True, left=lambda r: 141.0).kind == "ask"
+    d = decide(plan, queued, OPEN, fill=True, left=lambda r: 139.0)
+    assert d.kind == "drop" and [t.number for t in d.trials] == [6]
+    d = decide(plan, trials, OPEN, fill=True, left=lambda r: 139.0)            # its better half goes up
+    assert d.kind == "promote" and d.rung == 1 and [t.number for t in d.trials] == [5, 4, 3]
+    assert decide(plan, trials, OPEN, fill=False, left=lambda r: 139.0).kind == "ask"   # a plan's counts rule
+    running = trials + [_t(6, state=TrialState.RUNNING)]
+    assert decide(plan, running, OPEN, fill=True, left=lambda r: 139.0).kind == "wait"
+
+
 def test_a_promoted_rung_keeps_as_many_as_the_time_left_can_train_at_their_measured_speed():
     from search.schedule import affordable
 
