@@ -200,3 +200,13 @@ def test_the_bench_readme_shows_the_share_of_the_budget_used_with_and_without_wi
     assert len(default) == len(widened) == len(longer) == 4
     assert all(w > d for w, d in zip(widened, default, strict=True))   # widen: fuller networks at every rung
     assert max(default + widened + longer) <= 1.0
+
+
+def test_the_bench_readme_shows_the_rungs_of_the_hour_searches_with_other_seeds_under_5000():
+    r = ROOT / "bench" / "records"
+    fills = {}
+    for s in (1, 2):
+        lines = _quoted_rungs(r / f"search_cpu_seed{s}", 5000, "--param", "arch.fill")
+        fills[s] = [float(line.split("mean ")[1].split()[0]) for line in lines if "mean " in line]
+    assert len(fills[1]) == len(fills[2]) == 4
+    assert max(fills[1]) < 0.8 < 0.9 < min(fills[2])   # seed 1 settled on three quarters of the budget

@@ -329,3 +329,22 @@ def test_the_bench_readme_shows_what_the_records_give_for_the_widened_and_90_min
         spec = load(r / folder / "budget-5000" / "best.yaml")
         assert count_params(spec) <= 5000 and spec.info["search"]["rung"] == 3
     assert (r / "search_cpu_widen" / "widen.yaml").read_text() == "widen: true\n"
+
+
+def test_the_bench_readme_shows_what_the_records_give_for_the_hour_searches_with_other_seeds_under_5000():
+    from space.analysis import count_params
+    from space.io import load
+
+    r = ROOT / "bench" / "records"
+    groups = [("seed0", r / "search_cpu_time60"), ("seed1", r / "search_cpu_seed1"), ("seed2", r / "search_cpu_seed2")]
+    out = _run(*(x for name, folder in groups for x in ("--group", name, folder / "budget-5000" / "best.test.json")))
+    assert out.returncode == 0, out.stderr
+    bench = (ROOT / "bench" / "README.md").read_text()
+    for line in out.stdout.splitlines():
+        assert f"    {line}\n" in bench, line
+    for s, (_, folder) in enumerate(groups):
+        spec = load(folder / "budget-5000" / "best.yaml")
+        assert count_params(spec) <= 5000 and spec.info["search"]["rung"] == 3 and spec.info["search"]["seed"] == s
+        assert [p["seed"] for p in spec.info["test"]["per_seed"]] == [s, s + 1, s + 2]
+        for p in spec.info["test"]["per_seed"]:
+            assert f"    seed {p['seed']}: test accuracy {100 * p['acc']:.2f}% ({p['train_seconds']}s)\n" in bench
