@@ -210,3 +210,16 @@ def test_the_bench_readme_shows_the_rungs_of_the_hour_searches_with_other_seeds_
         fills[s] = [float(line.split("mean ")[1].split()[0]) for line in lines if "mean " in line]
     assert len(fills[1]) == len(fills[2]) == 4
     assert max(fills[1]) < 0.8 < 0.9 < min(fills[2])   # seed 1 settled on three quarters of the budget
+
+
+def test_the_bench_readme_shows_the_ten_minute_search_ending_inside_its_time():
+    folder = ROOT / "bench" / "records" / "search_cpu_time10"
+    lines = _quoted_rungs(folder, 5000)
+    done = [float(line.split("done at ")[1].split()[0]) for line in lines]
+    assert len(done) == 4 and done == sorted(done) and done[-1] <= 10.0
+    out = (folder / "budget-5000" / "search.out").read_text()
+    bench = (ROOT / "bench" / "README.md").read_text()
+    real = next(line for line in out.splitlines() if line.startswith("real "))
+    assert f"    {real}\n" in bench and float(real.split()[1]) <= 600
+    plan = [line for line in out.splitlines() if line.startswith(("plan:", "  rung", "  note", "best:"))]
+    assert len(plan) == 4 and all(f"    {line}\n" in bench for line in plan)
