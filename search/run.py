@@ -185,11 +185,8 @@ def _search(args: argparse.Namespace, argv: list[str], budget: int, name: str, s
         worker_loop(study, work, objective, None if args.worker else printer, stop)
     if args.worker:
         return Outcome(budget, name, None, None, True)
-    from search.schedule import decide
-
-    # the time guards of a plan filling its times (work.fill) end a study as done too
-    complete = decide(rungs, study.get_trials(deepcopy=False), lambda r: True, work.fill, work.seconds_left,
-                      work.jobs).kind == "done"
+    # the time guards of a plan filling its times end a study as done too
+    complete = work.decide(study.get_trials(deepcopy=False), lambda r: True).kind == "done"
     best, wrote = summary(study, args, budget, out, adir, rungs)
     if died:
         print(f"{died} worker{'s' if died != 1 else ''} died; their trials were redone"

@@ -27,7 +27,7 @@ import optuna
 from optuna.trial import TrialState
 
 from search.plan import Rung, format_seconds
-from search.schedule import affordable, decide, fresh_attrs, promoted_attrs
+from search.schedule import Decision, affordable, decide, fresh_attrs, promoted_attrs
 from search.storage import claim_lock, heartbeat, is_rdb
 from search.study import fail_dead_local, requeue_attrs
 from space.cli import Interrupted
@@ -116,6 +116,11 @@ class Work:
     def closed(self, r: int) -> bool:
         return self.closes is not None and r < len(self.closes) and time.time() >= self.closes[r]
 
+    def decide(self, trials: Sequence[Any], closed: Callable[[int], bool] | None = None) -> Decision:
+        """The next step (:func:`search.schedule.decide`) at this work's rungs, times and workers;
+        ``closed`` in place of the closing times (the completion check closes every rung below the last)."""
+        return decide(self.rungs, trials, closed or self.closed, self.fill, self.seconds_left, self.jobs)
+
     @property
     def fill(self) -> bool:
         """Whether the rungs fill their times (closing times known) rather than stop at the plan's counts."""
@@ -169,7 +174,7 @@ def _claim(study: Any, work: Work, rdb: bool) -> Any:
         optuna.storages.fail_stale_trials(study)
     else:
         fail_dead_local(study, work.host)
-    d = decide(work.rungs, study.get_trials(deepcopy=False), work.closed, work.fill, work.seconds_left, work.jobs)
+    d = work.decide(study.get_trials(deepcopy=False))
     if d.kind == "done":
         return _DONE
     if d.kind == "promote":
@@ -282,7 +287,7 @@ def spawn_workers(cmd: Sequence[str], jobs: int, study: Any, printer: Callable[[
                     _stop(procs)
                     return -1
                 died += 1
-                more = decide(work.rungs, study.get_trials(deepcopy=False), work.closed, work.fill).kind != "done"
+                more = work.decide(study.get_trials(deepcopy=False)).kind != "done"
                 print(f"worker {i + 1} (pid {p.pid}) died ({_exit_text(p.returncode)}); its trial is redone"
                       + ("; starting another worker" if more else ""), file=sys.stderr, flush=True)
                 procs[i] = subprocess.Popen(list(cmd), env=env) if more else _Done()
