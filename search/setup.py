@@ -41,17 +41,11 @@ def make_study(args: argparse.Namespace, storage: Any, name: str, budget: int, c
 
     import optuna
 
+    from search.sampler import make_sampler
     from search.schedule import RungPruner
 
-    sampler: optuna.samplers.BaseSampler
     seed = None if args.worker else args.seed
-    if args.sampler == "tpe":
-        with warnings.catch_warnings():  # multivariate/group/constant_liar are "experimental" in Optuna
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            sampler = optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True, n_startup_trials=8,
-                                                 constant_liar=True)
-    else:
-        sampler = optuna.samplers.RandomSampler(seed=seed)
+    sampler = make_sampler(args.sampler, seed)
     if not create:
         study = optuna.load_study(study_name=name, storage=storage, sampler=sampler)
     else:
