@@ -5,9 +5,12 @@ A plan given with ``--plan FILE`` was not made for a time: its rungs have no exp
 parameter NAME (``train.batch_size``, ``opt.name``, ...); for a parameter sampled from a range of floats
 (``arch.fill``, ``opt.lr``, ...) it gives their mean instead, and the correlation (Pearson's r) of the
 parameter with the trials' validation accuracy at that rung.  NAME may also be a value each trial
-records (``utilisation``: its share of the budget).
+records (``utilisation``: its share of the budget).  ``--family NAME,NAME,...`` adds, under each rung,
+the combination of those parameters (``opt.name,sched.name,train.batch_size``: a recipe's family) that
+most of its trials took, whatever their state: in how many, from which trial number on, and how many
+combinations its trials took in all.
 
-    python bench/rungs.py JOURNAL STUDY [--param NAME]
+    python bench/rungs.py JOURNAL STUDY [--param NAME] [--family NAME,NAME,...]
 
 ``JOURNAL`` is an Optuna journal file as ``search.run`` writes it (``runs/cnnsearch.log``), or its
 gzipped copy under ``bench/records/``.
@@ -25,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 
-def lines(study: Any, param: str | None = None) -> list[str]:
+def lines(study: Any, param: str | None = None, family: list[str] | None = None) -> list[str]:
     from search.setup import stored_rungs
     from search.study import rung
 
@@ -43,7 +46,22 @@ def lines(study: Any, param: str | None = None) -> list[str]:
                    f"{f' ({states})' if states else ''}{at}")
         if param is not None:
             out.append(f"  {param} of its complete trials: {_took(mine, param)}")
+        if family:
+            out.append(f"  {'/'.join(family)}: {_family(mine, family)}")
     return out
+
+
+def _family(trials: list[Any], names: list[str]) -> str:
+    """The combination of ``names`` most of ``trials`` took: how many of them, the first trial with it, and how
+    many combinations they took."""
+    combos = [tuple(t.params.get(n) for n in names) for t in trials]
+    if not combos:
+        return "none"
+    took = Counter(combos)
+    top, n = took.most_common(1)[0]
+    first = min(t.number for t, c in zip(trials, combos, strict=True) if c == top)
+    return (f"{'/'.join(map(str, top))} in {n} of {len(combos)} ({n / len(combos):.0%}), first at trial {first}; "
+            f"{len(took)} combination{'s' if len(took) != 1 else ''}")
 
 
 def _took(trials: list[Any], param: str) -> str:
@@ -69,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("study")
     ap.add_argument("--param", help="a sampled parameter (or a recorded value: utilisation): how many complete "
                                     "trials of each rung took each value")
+    ap.add_argument("--family", type=lambda v: [n for n in v.split(",") if n],
+                    help="comma-separated sampled parameters: the combination most trials of each rung took")
     args = ap.parse_args(argv)
     import optuna
 
@@ -90,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
             names = ", ".join(s.study_name for s in optuna.get_all_study_summaries(storage))
             print(f"error: {args.journal}: no study {args.study!r} (it has: {names or 'none'})", file=sys.stderr)
             return 2
-        rows = lines(study, args.param)
+        rows = lines(study, args.param, args.family)
         if not rows:
             print(f"error: {args.journal}: study {args.study!r} was not run with a fidelity plan", file=sys.stderr)
             return 2

@@ -61,6 +61,15 @@ def test_prints_each_rung_planned_against_run_from_a_plain_or_gzipped_journal(tm
     assert r.stdout.splitlines()[1] == "  opt.name of its complete trials: none"
 
 
+def test_family_gives_the_combination_most_trials_of_a_rung_took_whatever_their_state(tmp_path):
+    _journal(tmp_path / "j.log")
+    r = _run(tmp_path / "j.log", "budget-5000", "--family", "train.batch_size,opt.name")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[1::2] == [
+        "  train.batch_size/opt.name: 64/None in 2 of 3 (67%), first at trial 0; 2 combinations",
+        "  train.batch_size/opt.name: 64/None in 1 of 1 (100%), first at trial 3; 1 combination"]
+
+
 def test_a_float_parameter_gives_its_mean_and_its_correlation_with_the_validation_accuracy(tmp_path):
     storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(tmp_path / "j.log")))
     study = optuna.create_study(study_name="budget-5000", storage=storage, direction="maximize")
