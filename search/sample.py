@@ -14,6 +14,7 @@ Parameter names are stable and hierarchical (``arch.stages``, ``s2.convs``,
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -70,6 +71,7 @@ class Shape:
     stages: int
     convs: tuple[int, ...]          # per stage
     types: tuple[str, ...]          # per stage, of the non-first convolutions: plain | sep
+    opens: tuple[str, ...]          # per stage, of the convolution opening it: plain | sep (plain for the first)
     growth: tuple[float, ...]       # per stage; 1.0 for the first
     squeeze: tuple[bool, ...]       # per stage; a 1x1 squeeze after the pool that opens it (never for the first)
     residual: tuple[bool, ...]      # per stage; identity skip over the stage's later convolutions
@@ -85,16 +87,17 @@ class Shape:
 
 def sample_shape(trial: TrialLike, space: SearchSpace) -> Shape:
     stages = _pick(trial, "arch.stages", space["stages"])
-    convs, types, growth, squeeze, residual = [], [], [], [], []
+    convs, types, opens, growth, squeeze, residual = [], [], [], [], [], []
     for i in range(1, stages + 1):
         n = _pick(trial, f"s{i}.convs", space["convs"])
         convs.append(n)
         types.append(_pick(trial, f"s{i}.type", space["conv_type"]) if n > 1 else "plain")
+        opens.append("plain" if i == 1 else _pick(trial, f"s{i}.open", space["open_type"]))
         residual.append(bool(_pick(trial, f"s{i}.residual", space["residual"])) if n > 1 else False)
         growth.append(1.0 if i == 1 else _pick(trial, f"s{i}.growth", space["growth"]))
         squeeze.append(False if i == 1 else bool(_pick(trial, f"s{i}.squeeze", space["squeeze"])))
     return Shape(
-        stages=stages, convs=tuple(convs), types=tuple(types), growth=tuple(growth),
+        stages=stages, convs=tuple(convs), types=tuple(types), opens=tuple(opens), growth=tuple(growth),
         squeeze=tuple(squeeze), residual=tuple(residual),
         kernel=_pick(trial, "arch.kernel", space["kernel"]),
         first_pad=_pick(trial, "arch.first_pad", space["first_pad"]),
@@ -133,7 +136,8 @@ def layers_for(shape: Shape, ch: tuple[int, ...], classes: int) -> tuple[Layer, 
             if shape.squeeze[i]:
                 layers += block(Conv(max(shape.min_channels, round(ch[i - 1] / 2)), k=1))
         first_pad = (pad if shape.first_pad else 0) if i == 0 else pad
-        layers += block(Conv(c, k=k, pad=first_pad))
+        opening = SepConv(c, k=k, pad=first_pad) if shape.opens[i] == "sep" else Conv(c, k=k, pad=first_pad)
+        layers += block(opening)
         later: list[Layer] = []
         for _ in range(shape.convs[i] - 1):
             conv: Layer = SepConv(c, k=k, pad=pad) if shape.types[i] == "sep" else Conv(c, k=k, pad=pad)
@@ -278,11 +282,12 @@ def smallest_params(space: SearchSpace, classes: int = 10, input: tuple[int, int
     stages_dim = space["stages"]
     for stages in sorted(set(range(int(min(stages_dim.values)), int(max(stages_dim.values)) + 1))
                          if not stages_dim.choices else stages_dim.choices):
-        for head in space["head"].values:
+        for head, opens in itertools.product(space["head"].values, space["open_type"].values):
             for k in space["kernel"].values:
                 for pad in space["first_pad"].values:
                     shape = Shape(
                         stages=stages, convs=(int(lows(space["convs"])),) * stages, types=("plain",) * stages,
+                        opens=("plain",) + (opens,) * (stages - 1),
                         growth=(1.0,) + (float(lows(space["growth"])),) * (stages - 1),
                         squeeze=(False,) * stages, residual=(False,) * stages, kernel=k, first_pad=pad,
                         dropout=0.0, act="relu", bn_order="bn_act", head=head,

@@ -29,6 +29,7 @@ _ENTRIES: dict[str, tuple[Any, tuple[Any, ...] | None, tuple[float, float] | Non
     "convs": ({"low": 1, "high": 3}, None, (1, 6)),             # convolutions per stage
     "kernel": ({"choices": [3]}, (1, 3, 5, 7), None),
     "conv_type": ({"choices": ["plain", "sep"]}, ("plain", "sep"), None),  # of the non-first convs
+    "open_type": ("plain", ("plain", "sep"), None),            # of the conv opening stages 2, 3, ...
     "first_pad": ({"choices": [0, 1]}, (0, 1), None),          # padding of stage 1's convs
     "growth": ({"low": 1.0, "high": 2.0}, None, (0.25, 4.0)),   # channel ratio from one stage to the next
     "squeeze": ({"choices": [False, True]}, (False, True), None),  # 1x1 squeeze after each pool

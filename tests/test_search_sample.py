@@ -57,15 +57,18 @@ def test_widen_fills_what_the_base_width_leaves_never_past_the_target():
     assert mean["plain"] < 0.93 and mean["wide"] > 0.97 and min(share["wide"]) > 0.9, mean
 
 
-@pytest.mark.parametrize("widen", [False, {"choices": [False, True]}])
-def test_sampled_network_builds_with_the_counted_parameters(widen):
-    for _, spec in _sampled(20_000, 20, seed=3, space=space_from_dict({"widen": widen})):
+_OPENED = [{}, {"widen": {"choices": [False, True]}}, {"open_type": {"choices": ["plain", "sep"]}}]
+
+
+@pytest.mark.parametrize("entries", _OPENED)
+def test_sampled_network_builds_with_the_counted_parameters(entries):
+    for _, spec in _sampled(20_000, 20, seed=3, space=space_from_dict(entries)):
         assert sum(p.numel() for p in build(spec).parameters()) == count_params(spec)
 
 
-@pytest.mark.parametrize("widen", [False, {"choices": [False, True]}])
-def test_fixed_trial_replay_gives_the_same_spec(widen):
-    space = space_from_dict({"widen": widen})
+@pytest.mark.parametrize("entries", _OPENED)
+def test_fixed_trial_replay_gives_the_same_spec(entries):
+    space = space_from_dict(entries)
     for trial, spec in _sampled(20_000, 30, seed=1, space=space):
         frozen = optuna.trial.FixedTrial(trial.params)
         assert sample(frozen, space, 20_000, epochs=10) == spec
@@ -85,6 +88,32 @@ def test_smallest_params_and_impossible_budget():
     study = optuna.create_study()
     with pytest.raises(OverBudget):
         sample(study.ask(), space, smallest - 1, epochs=1)
+
+
+def _openings(spec):
+    """The kind of the convolution that opens each stage after the first (the one after its squeeze, if any)."""
+    kinds = [layer.kind for layer in spec.layers]
+    out = []
+    for i in (i for i, k in enumerate(kinds) if k == "maxpool"):
+        convs = [j for j in range(i + 1, len(kinds)) if kinds[j] in ("conv", "sepconv")]
+        squeezed = spec.layers[convs[0]].kind == "conv" and spec.layers[convs[0]].k == 1
+        out.append(kinds[convs[1] if squeezed else convs[0]])
+    return out
+
+
+def test_stages_after_the_first_open_with_a_separable_convolution_when_sampled_so():
+    default = [s for _, s in _sampled(5_000, 40, seed=4) if s is not None]
+    assert default and all(set(_openings(s)) == {"conv"} for s in default)
+    space = space_from_dict({"open_type": {"choices": ["plain", "sep"]}})
+    got = [(t, s) for t, s in _sampled(5_000, 40, seed=4, space=space) if s is not None]
+    for trial, spec in got:
+        want = [{"plain": "conv", "sep": "sepconv"}[trial.params[f"s{i}.open"]]
+                for i in range(2, trial.params["arch.stages"] + 1)]
+        assert _openings(spec) == want and count_params(spec) <= 5_000
+        assert spec.layers[0].kind == "conv"  # the first stage opens on the image with a plain convolution
+    assert {k for _, s in got for k in _openings(s)} == {"conv", "sepconv"}
+    # a separable opening costs fewer parameters, so the smallest network of the space is smaller
+    assert smallest_params(space) < smallest_params(space_from_dict())
 
 
 def test_space_override_fixes_values(tmp_path):
