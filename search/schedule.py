@@ -108,14 +108,16 @@ def reserve(rungs: Sequence[Rung], r: int, mine: Sequence[FrozenTrial], jobs: in
     """Seconds the rungs above ``r`` need for their planned trials, each trial's cost estimated from rung
     ``r``'s best finished trials (the ones to be promoted): their training time per image (last epoch's
     images/s) scaled to each rung's images and epochs, and their validation time per epoch as it is.  The
-    last rung's share is divided by ``LAST_RUNG_SHARE``, as :func:`affordable` plans it.  None before a
-    trial of rung ``r`` has finished."""
+    last rung's share is divided by ``LAST_RUNG_SHARE``, as :func:`affordable` plans it.  None until as
+    many trials of rung ``r`` have finished as the rung above plans to take: one slow network sampled first
+    would otherwise close rung 0 after a single trial."""
     done = sorted((t for t in mine if t.state == TrialState.COMPLETE and t.value is not None
                    and t.user_attrs.get("epoch_seconds") and t.user_attrs.get("images_per_second")),
                   key=lambda t: (-(t.value or 0.0), t.number))
-    top = done[:max(1, rungs[r + 1].trials)] if r + 1 < len(rungs) else []
-    if not top:
+    want = max(1, rungs[r + 1].trials) if r + 1 < len(rungs) else 0
+    if not want or len(done) < want:
         return None
+    top = done[:want]
     train = val = 0.0   # seconds per training image, and per validation pass
     for t in top:
         secs = t.user_attrs["epoch_seconds"]

@@ -189,6 +189,7 @@ def test_a_lower_rung_closes_early_when_the_rungs_above_need_more_than_is_left_a
     assert reserve(plan, 0, trials) == pytest.approx(140.0)                   # from the best three, not the others
     assert reserve(plan, 0, trials, jobs=2) == pytest.approx(2 * 4 * 5 + 80.0)  # two side by side: 2 turns at rung 1
     assert reserve(plan, 0, []) is None and reserve(plan, 2, trials) is None
+    assert reserve(plan, 0, worse[:2]) is None     # fewer finished than rung 1 takes: no estimate yet
     queued = trials + [_t(6, state=TrialState.WAITING)]
     assert decide(plan, queued, OPEN, fill=True, left=lambda r: 141.0).kind == "ask"
     d = decide(plan, queued, OPEN, fill=True, left=lambda r: 139.0)
@@ -198,6 +199,18 @@ def test_a_lower_rung_closes_early_when_the_rungs_above_need_more_than_is_left_a
     assert decide(plan, trials, OPEN, fill=False, left=lambda r: 139.0).kind == "ask"   # a plan's counts rule
     running = trials + [_t(6, state=TrialState.RUNNING)]
     assert decide(plan, running, OPEN, fill=True, left=lambda r: 139.0).kind == "wait"
+
+
+def test_one_slow_first_trial_does_not_close_rung_0():
+    # a search under 5,000 whose first sampled network was slow (about 900 images/s against the plan's
+    # 2,300) promoted it alone after one trial: the reserve estimated from it overran the hour
+    plan = [Rung(97, 6900, 2, 26, 960.0), Rung(26, 13800, 4, 7, 780.0), Rung(7, 27500, 8, 2, 720.0),
+            Rung(2, 55000, 15, 0, 780.0)]
+    slow = [_t(0, value=0.52, epoch_seconds=[8.0, 7.1], images_per_second=900.0)]
+    assert decide(plan, slow, OPEN, fill=True, left=lambda r: 3500.0).kind == "ask"
+    fast = [_t(i + 1, value=0.9, epoch_seconds=[2.0, 2.0], images_per_second=4000.0) for i in range(25)]
+    assert decide(plan, slow + fast, OPEN, fill=True, left=lambda r: 3500.0).kind == "ask"
+    assert decide(plan, slow + fast, OPEN, fill=True, left=lambda r: 100.0).kind == "promote"
 
 
 def test_a_promoted_rung_keeps_as_many_as_the_time_left_can_train_at_their_measured_speed():
