@@ -119,7 +119,7 @@ class Work:
     def decide(self, trials: Sequence[Any], closed: Callable[[int], bool] | None = None) -> Decision:
         """The next step (:func:`search.schedule.decide`) at this work's rungs, times and workers;
         ``closed`` in place of the closing times (the completion check closes every rung below the last)."""
-        return decide(self.rungs, trials, closed or self.closed, self.fill, self.seconds_left, self.jobs)
+        return decide(self.rungs, trials, closed or self.closed, self.fill, self.seconds_left)
 
     @property
     def fill(self) -> bool:

@@ -177,40 +177,54 @@ def test_the_eta_is_the_work_left_at_the_pace_of_this_run():
     assert eta_seconds(PLAN, promoted, started, started + 30) == pytest.approx(2 * 2 * 10)  # nor once promoted from
 
 
-def test_a_lower_rung_closes_early_when_the_rungs_above_need_more_than_is_left_at_its_measured_speed():
+def test_a_lower_rung_closes_early_when_the_rungs_above_cannot_shrink_into_what_is_left():
     from search.schedule import reserve
 
     plan = [Rung(9, 1000, 2, 3, 9.0), Rung(3, 2000, 4, 1, 12.0), Rung(1, 4000, 8, 0, 12.0)]
     # rung 0's best three trained at 500 images/s (2 s an epoch on 1,000) and validated in 1 s an epoch:
-    # rung 1 needs 3 x 4 x (2000/500 + 1) = 60 s; rung 2 needs 8 x (4000/500 + 1) = 72 s, planned on 90%: 80 s
+    # one trial of rung 1 takes 4 x (2000/500 + 1) = 20 s (more than its 12 s share); one of rung 2
+    # 8 x (4000/500 + 1) = 72 s, planned on 90%: 80 s
     worse = [_t(i, value=0.5 + i / 100, epoch_seconds=[9.0, 9.0], images_per_second=100.0) for i in range(3)]
     better = [_t(i + 3, value=0.9 + i / 100, epoch_seconds=[3.0, 3.0], images_per_second=500.0) for i in range(3)]
     trials = worse + better
-    assert reserve(plan, 0, trials) == pytest.approx(140.0)                   # from the best three, not the others
-    assert reserve(plan, 0, trials, jobs=2) == pytest.approx(2 * 4 * 5 + 80.0)  # two side by side: 2 turns at rung 1
+    assert reserve(plan, 0, trials) == pytest.approx(100.0)                   # from the best three, not the others
+    roomy = [plan[0], Rung(3, 2000, 4, 1, 60.0), Rung(1, 4000, 8, 0, 90.0)]
+    assert reserve(roomy, 0, trials) == pytest.approx(60.0 + 90.0)           # shares longer than one trial
     assert reserve(plan, 0, []) is None and reserve(plan, 2, trials) is None
     assert reserve(plan, 0, worse[:2]) is None     # fewer finished than rung 1 takes: no estimate yet
     queued = trials + [_t(6, state=TrialState.WAITING)]
-    assert decide(plan, queued, OPEN, fill=True, left=lambda r: 141.0).kind == "ask"
-    d = decide(plan, queued, OPEN, fill=True, left=lambda r: 139.0)
+    assert decide(plan, queued, OPEN, fill=True, left=lambda r: 101.0).kind == "ask"
+    d = decide(plan, queued, OPEN, fill=True, left=lambda r: 99.0)
     assert d.kind == "drop" and [t.number for t in d.trials] == [6]
-    d = decide(plan, trials, OPEN, fill=True, left=lambda r: 139.0)            # its better half goes up
+    d = decide(plan, trials, OPEN, fill=True, left=lambda r: 99.0)            # its better half goes up
     assert d.kind == "promote" and d.rung == 1 and [t.number for t in d.trials] == [5, 4, 3]
-    assert decide(plan, trials, OPEN, fill=False, left=lambda r: 139.0).kind == "ask"   # a plan's counts rule
+    assert decide(plan, trials, OPEN, fill=False, left=lambda r: 99.0).kind == "ask"   # a plan's counts rule
     running = trials + [_t(6, state=TrialState.RUNNING)]
-    assert decide(plan, running, OPEN, fill=True, left=lambda r: 139.0).kind == "wait"
+    assert decide(plan, running, OPEN, fill=True, left=lambda r: 99.0).kind == "wait"
+
+
+# the plan of a 5,000 search: 2,815 training images/s measured, 60 minutes
+PLAN_5000 = [Rung(131, 6900, 2, 32, 1038.0), Rung(32, 13800, 4, 9, 792.0), Rung(9, 27500, 8, 2, 786.0),
+             Rung(2, 55000, 15, 0, 618.0)]
+
+
+def test_networks_slower_than_planned_keep_rung_0_open_while_the_rungs_above_can_shrink_into_their_time():
+    # 32 trials at 900 images/s, a third of the plan's speed: the rungs above at their planned counts would
+    # need 4 x 32 x 15.3 + 8 x 9 x 30.6 + 15 x 2 x 61.1 / 0.9 = 6,200 s; they take fewer trials instead, and
+    # need their shares (1,578 s) and one last-rung trial, 15 x 61.1 / 0.9 = 1,019 s in place of its 618
+    slow = [_t(i, value=0.9, epoch_seconds=[6900 / 900] * 2, images_per_second=900.0) for i in range(32)]
+    assert decide(PLAN_5000, slow, OPEN, fill=True, left=lambda r: 2700.0).kind == "ask"
+    assert decide(PLAN_5000, slow, OPEN, fill=True, left=lambda r: 2500.0).kind == "promote"
 
 
 def test_one_slow_first_trial_does_not_close_rung_0():
-    # a search under 5,000 whose first sampled network was slow (about 900 images/s against the plan's
-    # 2,300) promoted it alone after one trial: the reserve estimated from it overran the hour
-    plan = [Rung(97, 6900, 2, 26, 960.0), Rung(26, 13800, 4, 7, 780.0), Rung(7, 27500, 8, 2, 720.0),
-            Rung(2, 55000, 15, 0, 780.0)]
+    # the first sampled network of a 5,000 search ran at 900 images/s: from it alone, a reserve for the
+    # planned counts closed rung 0 after one trial
     slow = [_t(0, value=0.52, epoch_seconds=[8.0, 7.1], images_per_second=900.0)]
-    assert decide(plan, slow, OPEN, fill=True, left=lambda r: 3500.0).kind == "ask"
-    fast = [_t(i + 1, value=0.9, epoch_seconds=[2.0, 2.0], images_per_second=4000.0) for i in range(25)]
-    assert decide(plan, slow + fast, OPEN, fill=True, left=lambda r: 3500.0).kind == "ask"
-    assert decide(plan, slow + fast, OPEN, fill=True, left=lambda r: 100.0).kind == "promote"
+    assert decide(PLAN_5000, slow, OPEN, fill=True, left=lambda r: 100.0).kind == "ask"
+    fast = [_t(i + 1, value=0.9, epoch_seconds=[2.0, 2.0], images_per_second=4000.0) for i in range(31)]
+    assert decide(PLAN_5000, slow + fast, OPEN, fill=True, left=lambda r: 3500.0).kind == "ask"
+    assert decide(PLAN_5000, slow + fast, OPEN, fill=True, left=lambda r: 100.0).kind == "promote"
 
 
 def test_a_promoted_rung_keeps_as_many_as_the_time_left_can_train_at_their_measured_speed():
