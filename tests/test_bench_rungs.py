@@ -232,3 +232,26 @@ def test_the_bench_readme_shows_the_ten_minute_search_ending_inside_its_time():
     assert f"    {real}\n" in bench and float(real.split()[1]) <= 600
     plan = [line for line in out.splitlines() if line.startswith(("plan:", "  rung", "  note", "best:"))]
     assert len(plan) == 4 and all(f"    {line}\n" in bench for line in plan)
+
+
+def test_the_bench_readme_shows_the_recipe_families_of_the_searches_before_and_with_one_trial_in_three_at_random():
+    fam = ("--family", "opt.name,sched.name,train.batch_size")
+    r = ROOT / "bench" / "records"
+    share = lambda lines: [int(x.split("(")[1].split("%")[0]) for x in lines if "combination" in x]  # noqa: E731
+    bench = (ROOT / "bench" / "README.md").read_text()
+    before = []
+    for d in ("time60", "seed1", "seed2", "time90", "widen"):   # bench/README quotes their rung 0
+        out = _run(r / f"search_cpu_{d}" / "budget-5000" / "cnnsearch.log.gz", "budget-5000", *fam)
+        head = out.stdout.splitlines()[:2]
+        assert out.returncode == 0 and all(f"    {line}\n" in bench for line in head), (out.stderr, head)
+        before += share(head)
+    assert min(before) >= 75                       # one family took three quarters of rung 0 or more
+    for s in (1, 2):
+        folder = r / f"search_cpu_explore_seed{s}"
+        lines = _quoted_rungs(folder, 5000, *fam)
+        assert len(lines) == 8 and share(lines)[0] < min(before)
+        assert lines[1].endswith("; 27 combinations")    # every optimizer x scheduler x batch size was tried
+        out = (folder / "budget-5000" / "search.out").read_text()
+        for line in out.splitlines():
+            if line.startswith(("plan:", "best:", "real ")):
+                assert f"    {line}\n" in bench, line

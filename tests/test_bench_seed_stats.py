@@ -348,3 +348,25 @@ def test_the_bench_readme_shows_what_the_records_give_for_the_hour_searches_with
         assert [p["seed"] for p in spec.info["test"]["per_seed"]] == [s, s + 1, s + 2]
         for p in spec.info["test"]["per_seed"]:
             assert f"    seed {p['seed']}: test accuracy {100 * p['acc']:.2f}% ({p['train_seconds']}s)\n" in bench
+
+
+def test_the_bench_readme_shows_what_the_records_give_for_the_searches_with_one_trial_in_three_at_random():
+    from space.analysis import count_params
+    from space.io import load
+
+    r = ROOT / "bench" / "records"
+    pairs = [(f"explore_seed{s}", r / f"search_cpu_explore_seed{s}", f"seed{s}", r / f"search_cpu_seed{s}")
+             for s in (1, 2)]
+    args = [x for a, fa, b, fb in pairs for x in ("--group", a, fa / "budget-5000" / "best.test.json",
+                                                  "--group", b, fb / "budget-5000" / "best.test.json")]
+    out = _run(*args, "--pairs")
+    assert out.returncode == 0, out.stderr
+    bench = (ROOT / "bench" / "README.md").read_text()
+    for line in out.stdout.splitlines():
+        assert f"    {line}\n" in bench, line
+    for s, (_, folder, _, _) in zip((1, 2), pairs, strict=True):
+        spec = load(folder / "budget-5000" / "best.yaml")
+        assert count_params(spec) <= 5000 and spec.info["search"]["rung"] == 3 and spec.info["search"]["seed"] == s
+        assert [p["seed"] for p in spec.info["test"]["per_seed"]] == [s, s + 1, s + 2]
+        for p in spec.info["test"]["per_seed"]:
+            assert f"    seed {p['seed']}: test accuracy {100 * p['acc']:.2f}% ({p['train_seconds']}s)\n" in bench
