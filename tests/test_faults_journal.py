@@ -2,7 +2,6 @@
 
 import errno
 import json
-import os
 import random
 import resource
 import shutil
@@ -209,29 +208,47 @@ def test_journal_write_error_is_a_spec_error_so_commands_print_it_in_one_line():
     assert str(JournalWriteError("cannot write x: No space left on device")).count("\n") == 0
 
 
-def _trial_bytes(path: Path) -> int:
-    """How many bytes of the journal the last trial took, from its creation to its completion."""
+def _new_trial(before: bytes, after: bytes) -> tuple[int, int, int]:
+    """Where the trial a search added to a journal (``before`` -> ``after``) lies, in bytes past the end of
+    ``before``: its creation, the start of its completion record, and the end of that record."""
     offsets, end = [], 0
-    for line in path.read_bytes().splitlines(keepends=True):
-        offsets.append((end, json.loads(line)))
+    for line in after[len(before):].splitlines(keepends=True):
+        offsets.append((end, len(line), json.loads(line)))
         end += len(line)
-    created = [(at, r) for at, r in offsets if r["op_code"] == 4]  # CREATE_TRIAL
-    start, last = created[-1][0], len(created) - 1
-    done = [at for at, r in offsets if r["op_code"] == 6 and r["trial_id"] == last]  # SET_TRIAL_STATE_VALUES
-    return done[-1] - start
+    created = [at for at, _, r in offsets if r["op_code"] == 4]  # CREATE_TRIAL
+    assert len(created) == 1, created
+    done = [(at, n) for at, n, r in offsets if r["op_code"] == 6 and r["state"] == 1]  # SET_TRIAL_STATE_VALUES
+    assert len(done) == 1, done
+    return created[0], done[0][0], done[0][0] + done[0][1]
 
 
-# the disk fills up as the next search opens the study (every record is longer than 50 bytes), halfway
-# through the bytes its trial writes, and just before the trial would be complete
+def _pad(path: Path, size: int = 1 << 20) -> None:
+    """Grow the journal by ``size`` bytes (another study's attribute).  The file-size limit holds for every
+    file the search writes, so the journal must be the largest of them: a trial's checkpoint (tens of kB)
+    then stays under the limit, and only the journal hits it."""
+    storage = JournalStorage(JournalFileBackend(str(path)))
+    optuna.create_study(study_name="padding", storage=storage).set_user_attr("padding", "x" * size)
+
+
+# The disk fills up as the next search opens the study (every record is longer than 50 bytes), halfway
+# through the bytes its trial writes, and halfway through the record that completes the trial.  Where those
+# lie is measured on a rehearsal: the same seeded search on a copy, with room.
 @pytest.mark.slow
 @needs_fsize_limit
-@pytest.mark.parametrize("fraction", [0.0, 0.5, 0.95])
-def test_a_search_whose_journal_write_fails_ends_in_one_line_exit_2_and_resumes(journal, tmp_path, fraction):
+@pytest.mark.parametrize("where", ["open", "mid-trial", "completion"])
+def test_a_search_whose_journal_write_fails_ends_in_one_line_exit_2_and_resumes(journal, tmp_path, where):
     path = tmp_path / "s.log"
     shutil.copyfile(journal, path)
-    extra = 50 + int(fraction * _trial_bytes(path))
-    r = _search(path, 3, tmp_path, preexec_fn=_file_size_limit(os.path.getsize(path) + extra))
-    assert r.returncode == 2, r.stderr
+    _pad(path)
+    before = path.read_bytes()
+    rehearsal = tmp_path / "rehearsal"
+    rehearsal.mkdir()
+    shutil.copyfile(path, rehearsal / "s.log")
+    assert _search(rehearsal / "s.log", 3, rehearsal).returncode == 0
+    created, done, end = _new_trial(before, (rehearsal / "s.log").read_bytes())
+    extra = {"open": 50, "mid-trial": (created + done) // 2, "completion": (done + end) // 2}[where]
+    r = _search(path, 3, tmp_path, preexec_fn=_file_size_limit(len(before) + extra))
+    assert r.returncode == 2, (r.stdout, r.stderr)
     assert r.stderr.count("\n") == 1 and r.stderr.startswith("error: --storage: cannot write"), r.stderr
     assert "File too large" in r.stderr
     _records(path)  # nothing half-written
