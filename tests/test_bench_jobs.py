@@ -31,7 +31,10 @@ def test_sums_each_process_images_per_second_and_names_the_n_with_the_most():
         assert len(rates) == int(n) and all(x > 0 for x in rates)
         assert abs(sum(rates) - _num(total)) <= len(rates)  # each is rounded to an image/s
         sums[int(n)] = _num(total)
-        assert abs(float(ratio) - _num(total) / sums[1]) < 0.01
+        # the ratio is of the unrounded sums: each printed sum is off by up to half an image/s, which is a lot
+        # of a ratio when a busy machine makes N = 1 slow
+        ratio_of_printed = _num(total) / sums[1]
+        assert abs(float(ratio) - ratio_of_printed) <= 0.005 + 0.5 * (1 + ratio_of_printed) / (sums[1] - 0.5) + 1e-9
     best = max(sums, key=lambda k: sums[k])
     assert f"most images/s summed: N = {best} ({sums[best]:,.0f} images/s)" in r.stdout
 
