@@ -255,3 +255,19 @@ def test_the_bench_readme_shows_the_recipe_families_of_the_searches_before_and_w
         for line in out.splitlines():
             if line.startswith(("plan:", "best:", "real ")):
                 assert f"    {line}\n" in bench, line
+
+
+def test_the_bench_readme_shows_the_stage_openings_the_searches_offering_separable_ones_took():
+    r = ROOT / "bench" / "records"
+    bench = (ROOT / "bench" / "README.md").read_text()
+    took = []
+    for s in (1, 2):
+        folder = r / f"search_cpu_open_seed{s}"
+        assert (folder / "space.yaml").read_text() == "open_type: {choices: [plain, sep]}\n"
+        lines = _quoted_rungs(folder, 5000, "--family", "s2.open")
+        assert len(lines) == 8
+        took.append(lines[-1].split(":")[1].split()[0])   # the opening of stage 2 in the last rung's trial
+        for line in (folder / "budget-5000" / "search.out").read_text().splitlines():
+            if line.startswith(("plan:", "best:", "real ")):
+                assert f"    {line}\n" in bench, line
+    assert took == ["sep", "plain"]
