@@ -108,6 +108,13 @@ def _quoted_rungs(folder, b, *args):
     return r.stdout.splitlines()
 
 
+def _assert_quoted_search_lines(out: Path, bench: str) -> None:
+    """The plan, best and wall-time lines of a search's output are quoted in bench/README.md."""
+    for line in out.read_text().splitlines():
+        if line.startswith(("plan:", "best:", "real ")):
+            assert f"    {line}\n" in bench, line
+
+
 def test_the_bench_readme_shows_the_rungs_of_the_filling_searches_as_their_journals_give_them():
     for b in (10000, 5000):
         lines = _quoted_rungs(ROOT / "bench" / "records" / "search_cpu_fill", b)
@@ -251,10 +258,7 @@ def test_the_bench_readme_shows_the_recipe_families_of_the_searches_before_and_w
         lines = _quoted_rungs(folder, 5000, *fam)
         assert len(lines) == 8 and share(lines)[0] < min(before)
         assert lines[1].endswith("; 27 combinations")    # every optimizer x scheduler x batch size was tried
-        out = (folder / "budget-5000" / "search.out").read_text()
-        for line in out.splitlines():
-            if line.startswith(("plan:", "best:", "real ")):
-                assert f"    {line}\n" in bench, line
+        _assert_quoted_search_lines(folder / "budget-5000" / "search.out", bench)
 
 
 def test_the_bench_readme_shows_the_stage_openings_the_searches_offering_separable_ones_took():
@@ -267,7 +271,5 @@ def test_the_bench_readme_shows_the_stage_openings_the_searches_offering_separab
         lines = _quoted_rungs(folder, 5000, "--family", "s2.open")
         assert len(lines) == 8
         took.append(lines[-1].split(":")[1].split()[0])   # the opening of stage 2 in the last rung's trial
-        for line in (folder / "budget-5000" / "search.out").read_text().splitlines():
-            if line.startswith(("plan:", "best:", "real ")):
-                assert f"    {line}\n" in bench, line
+        _assert_quoted_search_lines(folder / "budget-5000" / "search.out", bench)
     assert took == ["sep", "plain"]
