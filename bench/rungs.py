@@ -8,9 +8,11 @@ parameter with the trials' validation accuracy at that rung.  NAME may also be a
 records (``utilisation``: its share of the budget).  ``--family NAME,NAME,...`` adds, under each rung,
 the combination of those parameters (``opt.name,sched.name,train.batch_size``: a recipe's family) that
 most of its trials took, whatever their state: in how many, from which trial number on, and how many
-combinations its trials took in all.
+combinations its trials took in all.  ``--agree`` adds, under each rung above 0, how well the rung below
+foretold it: the rank correlation (Spearman's rho) of its complete promoted trials' validation accuracy with
+that of the trials they were promoted from.
 
-    python bench/rungs.py JOURNAL STUDY [--param NAME] [--family NAME,NAME,...]
+    python bench/rungs.py JOURNAL STUDY [--param NAME] [--family NAME,NAME,...] [--agree]
 
 ``JOURNAL`` is an Optuna journal file as ``search.run`` writes it (``runs/cnnsearch.log``), or its
 gzipped copy under ``bench/records/``.
@@ -28,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 
-def lines(study: Any, param: str | None = None, family: list[str] | None = None) -> list[str]:
+def lines(study: Any, param: str | None = None, family: list[str] | None = None, agree: bool = False) -> list[str]:
     from search.setup import stored_rungs
     from search.study import rung
 
@@ -48,7 +50,38 @@ def lines(study: Any, param: str | None = None, family: list[str] | None = None)
             out.append(f"  {param} of its complete trials: {_took(mine, param)}")
         if family:
             out.append(f"  {'/'.join(family)}: {_family(mine, family)}")
+        if agree and r > 0:
+            out.append(f"  against rung {r - 1}: {_agree(mine, {t.number: t for t in trials})}")
     return out
+
+
+def _agree(trials: list[Any], by_number: dict[int, Any]) -> str:
+    """Spearman's rho between the validation accuracy of ``trials`` (complete, promoted) and that of the trials
+    they were promoted from."""
+    pairs = [(by_number[t.user_attrs["promoted_from"]].value, t.value) for t in trials
+             if t.state.name == "COMPLETE" and by_number.get(t.user_attrs.get("promoted_from", -1)) is not None
+             and by_number[t.user_attrs["promoted_from"]].value is not None]
+    if len(pairs) < 3:
+        return f"{len(pairs)} promoted trial{'s' if len(pairs) != 1 else ''} complete, too few for a correlation"
+    below, here = (_ranks(list(x)) for x in zip(*pairs, strict=True))
+    if len(set(below)) == 1 or len(set(here)) == 1:
+        return f"{len(pairs)} promoted trials complete, one value on a side: no correlation"
+    return f"rank correlation {statistics.correlation(below, here):+.2f} over {len(pairs)} promoted trials"
+
+
+def _ranks(xs: list[float]) -> list[float]:
+    """Ranks from 1, ties sharing their mean rank."""
+    order = sorted(range(len(xs)), key=xs.__getitem__)
+    ranks = [0.0] * len(xs)
+    i = 0
+    while i < len(order):
+        j = i
+        while j + 1 < len(order) and xs[order[j + 1]] == xs[order[i]]:
+            j += 1
+        for k in order[i:j + 1]:
+            ranks[k] = (i + j) / 2 + 1
+        i = j + 1
+    return ranks
 
 
 def _family(trials: list[Any], names: list[str]) -> str:
@@ -89,6 +122,8 @@ def main(argv: list[str] | None = None) -> int:
                                     "trials of each rung took each value")
     ap.add_argument("--family", type=lambda v: [n for n in v.split(",") if n],
                     help="comma-separated sampled parameters: the combination most trials of each rung took")
+    ap.add_argument("--agree", action="store_true",
+                    help="how well each rung's ranking by validation accuracy foretold the next rung's")
     args = ap.parse_args(argv)
     import optuna
 
@@ -110,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
             names = ", ".join(s.study_name for s in optuna.get_all_study_summaries(storage))
             print(f"error: {args.journal}: no study {args.study!r} (it has: {names or 'none'})", file=sys.stderr)
             return 2
-        rows = lines(study, args.param, args.family)
+        rows = lines(study, args.param, args.family, args.agree)
         if not rows:
             print(f"error: {args.journal}: study {args.study!r} was not run with a fidelity plan", file=sys.stderr)
             return 2

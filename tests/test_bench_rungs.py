@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import gzip
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -85,6 +86,38 @@ def test_a_float_parameter_gives_its_mean_and_its_correlation_with_the_validatio
     lines = out.stdout.splitlines()   # the pruned trial (fill 1.0) is left out; one trial has no correlation
     assert lines[1] == "  arch.fill of its complete trials: mean 0.8 over 3, r with val acc -1.00"
     assert lines[3] == "  arch.fill of its complete trials: mean 0.7 over 1"
+
+
+def test_agree_gives_the_rank_correlation_of_each_rung_with_the_rung_its_trials_were_promoted_from(tmp_path):
+    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(tmp_path / "j.log")))
+    study = optuna.create_study(study_name="budget-5000", storage=storage, direction="maximize")
+    study.set_user_attr("plan", [{"trials": 5, "images": 300, "epochs": 1, "promote": 4, "seconds": 60.0},
+                                 {"trials": 4, "images": 600, "epochs": 2, "promote": 1, "seconds": 60.0},
+                                 {"trials": 1, "images": 900, "epochs": 3, "promote": 0, "seconds": 60.0}])
+    # rung 0: trials 0-4; trials 0-3 promoted to rung 1 (trials 5-8), trial 8's still running;
+    # rung 2: one trial, promoted from trial 5: too few for a correlation
+    rows = [(0, 0.90, None), (0, 0.92, None), (0, 0.94, None), (0, 0.96, None), (0, 0.80, None),
+            (1, 0.97, 0), (1, 0.95, 1), (1, 0.93, 2), (1, None, 3), (2, 0.99, 5)]
+    for r, v, parent in rows:
+        attrs = {"rung": r} | ({} if parent is None else {"promoted_from": parent})
+        study.add_trial(create_trial(state=TrialState.COMPLETE if v else TrialState.RUNNING, value=v,
+                                     user_attrs=attrs))
+    out = _run(tmp_path / "j.log", "budget-5000", "--agree")
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()   # 0.90, 0.92, 0.94 became 0.97, 0.95, 0.93: the order reversed
+    assert lines[2] == "  against rung 0: rank correlation -1.00 over 3 promoted trials"
+    assert lines[4] == "  against rung 1: 1 promoted trial complete, too few for a correlation"
+    assert len(lines) == 5 and lines[0].startswith("rung 0:")   # rung 0 has none to agree with
+
+
+def test_ranks_share_their_mean_rank_on_ties():
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        from rungs import _ranks
+    finally:
+        sys.path.remove(str(ROOT / "bench"))
+    assert _ranks([0.5, 0.9, 0.5, 0.1]) == [2.5, 4.0, 2.5, 1.0]
+    assert _ranks([]) == []
 
 
 def test_a_missing_file_an_unknown_study_or_one_without_a_plan_is_one_line_and_status_2(tmp_path):
@@ -273,3 +306,23 @@ def test_the_bench_readme_shows_the_stage_openings_the_searches_offering_separab
         took.append(lines[-1].split(":")[1].split()[0])   # the opening of stage 2 in the last rung's trial
         _assert_quoted_search_lines(folder / "budget-5000" / "search.out", bench)
     assert took == ["sep", "plain"]
+
+
+def test_the_bench_readme_shows_how_well_each_rung_foretold_the_next_as_the_journals_give_it():
+    r = ROOT / "bench" / "records"
+    journals = [(r / f"search_cpu_{d}" / "budget-5000" / "cnnsearch.log.gz", "budget-5000")
+                for d in ("time60", "time90", "seed1", "seed2", "explore_seed1", "explore_seed2")]
+    journals += [(r / "search_cpu_default_0a53610" / "cnnsearch.log.gz", "budget-20000"),
+                 (r / "search_cpu_time60" / "budget-10000" / "cnnsearch.log.gz", "budget-10000")]
+    bench = (ROOT / "bench" / "README.md").read_text()
+    rho = lambda line: float(line.split("correlation ")[1].split()[0])  # noqa: E731
+    first, second = [], []
+    for journal, study in journals:
+        out = _run(journal, study, "--agree")
+        agree = [line for line in out.stdout.splitlines() if "against" in line]
+        assert out.returncode == 0 and len(agree) == 3, out.stderr
+        assert all(f"    {line}\n" in bench for line in agree), agree
+        first.append(rho(agree[0]))
+        second.append(rho(agree[1]))
+    assert 0 < min(first) and max(first) < 0.5          # rung 0 foretells rung 1, weakly, in every search
+    assert sum(x < 0 for x in second) == 4 and statistics.fmean(second) < 0 < statistics.fmean(first)
