@@ -326,3 +326,17 @@ def test_the_bench_readme_shows_how_well_each_rung_foretold_the_next_as_the_jour
         second.append(rho(agree[1]))
     assert 0 < min(first) and max(first) < 0.5          # rung 0 foretells rung 1, weakly, in every search
     assert sum(x < 0 for x in second) == 4 and statistics.fmean(second) < 0 < statistics.fmean(first)
+
+
+def test_the_bench_readme_shows_the_rungs_of_the_searches_with_one_recipe_family_and_how_well_they_agree():
+    r = ROOT / "bench" / "records"
+    bench = (ROOT / "bench" / "README.md").read_text()
+    for s in (1, 2):
+        folder = r / f"search_cpu_focus_seed{s}"
+        assert (folder / "space.yaml").read_text() == (
+            "optimizer: {choices: [adam, adamw]}\nscheduler: onecycle\nbatch_size: 64\n")
+        lines = _quoted_rungs(folder, 5000, "--family", "opt.name", "--agree")
+        assert len(lines) == 11
+        agree = [line for line in lines if "against rung 1:" in line][0]
+        assert float(agree.split("correlation ")[1].split()[0]) > 0.5   # rung 1 foretold rung 2
+        _assert_quoted_search_lines(folder / "budget-5000" / "search.out", bench)
