@@ -35,6 +35,7 @@ def lines(study: Any, param: str | None = None, family: list[str] | None = None,
     from search.study import rung
 
     trials = study.get_trials(deepcopy=False)
+    by_number = {t.number: t for t in trials}
     starts = [t.datetime_start for t in trials if t.datetime_start is not None]
     timed = float(study.user_attrs.get("plan_budget_seconds") or 0) > 0  # a plan made for a time, not given
     out = []
@@ -51,16 +52,16 @@ def lines(study: Any, param: str | None = None, family: list[str] | None = None,
         if family:
             out.append(f"  {'/'.join(family)}: {_family(mine, family)}")
         if agree and r > 0:
-            out.append(f"  against rung {r - 1}: {_agree(mine, {t.number: t for t in trials})}")
+            out.append(f"  against rung {r - 1}: {_agree(mine, by_number)}")
     return out
 
 
 def _agree(trials: list[Any], by_number: dict[int, Any]) -> str:
     """Spearman's rho between the validation accuracy of ``trials`` (complete, promoted) and that of the trials
     they were promoted from."""
-    pairs = [(by_number[t.user_attrs["promoted_from"]].value, t.value) for t in trials
-             if t.state.name == "COMPLETE" and by_number.get(t.user_attrs.get("promoted_from", -1)) is not None
-             and by_number[t.user_attrs["promoted_from"]].value is not None]
+    pairs = [(parent.value, t.value) for t in trials if t.state.name == "COMPLETE"
+             and (parent := by_number.get(t.user_attrs.get("promoted_from", -1))) is not None
+             and parent.value is not None]
     if len(pairs) < 3:
         return f"{len(pairs)} promoted trial{'s' if len(pairs) != 1 else ''} complete, too few for a correlation"
     below, here = (_ranks(list(x)) for x in zip(*pairs, strict=True))
