@@ -340,3 +340,20 @@ def test_the_bench_readme_shows_the_rungs_of_the_searches_with_one_recipe_family
         agree = [line for line in lines if "against rung 1:" in line][0]
         assert float(agree.split("correlation ")[1].split()[0]) > 0.5   # rung 1 foretold rung 2
         _assert_quoted_search_lines(folder / "budget-5000" / "search.out", bench)
+
+
+def test_the_bench_readme_shows_the_rungs_of_the_searches_with_the_activation_before_batchnorm():
+    from space.io import load
+
+    r = ROOT / "bench" / "records"
+    bench = (ROOT / "bench" / "README.md").read_text()
+    for s in (1, 2):
+        folder = r / f"search_cpu_actbn_seed{s}"
+        assert (folder / "space.yaml").read_text() == "bn_order: act_bn\n"
+        lines = _quoted_rungs(folder, 5000, "--agree")
+        assert len(lines) == 7 and sum("against" in line for line in lines) == 3
+        _assert_quoted_search_lines(folder / "budget-5000" / "search.out", bench)
+        kinds = [layer.kind for layer in load(folder / "budget-5000" / "best.yaml").layers]
+        bns = [i for i, k in enumerate(kinds) if k == "bn"]
+        assert bns and all(kinds[i - 1] == "act" and kinds[i - 2] in ("conv", "sepconv") for i in bns)
+        assert "residual" in kinds

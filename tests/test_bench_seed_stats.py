@@ -353,8 +353,10 @@ def test_the_bench_readme_shows_what_the_records_give_for_the_hour_searches_with
 
 
 # the searches with one trial in three at random against those before it; those offering separable stage
-# openings, and those with one recipe family, against those with one trial in three at random
-@pytest.mark.parametrize("arm, base", [("explore", ""), ("open", "explore"), ("focus", "explore")])
+# openings, those with one recipe family, and those with the activation before BatchNorm, against those
+# with one trial in three at random
+@pytest.mark.parametrize("arm, base",
+                         [("explore", ""), ("open", "explore"), ("focus", "explore"), ("actbn", "explore")])
 def test_the_bench_readme_shows_what_the_records_give_for_the_5000_searches_of_an_arm_against_its_base(arm, base):
     from space.analysis import count_params
     from space.io import load
