@@ -357,3 +357,33 @@ def test_the_bench_readme_shows_the_rungs_of_the_searches_with_the_activation_be
         bns = [i for i, k in enumerate(kinds) if k == "bn"]
         assert bns and all(kinds[i - 1] == "act" and kinds[i - 2] in ("conv", "sepconv") for i in bns)
         assert "residual" in kinds
+
+
+def _layers(layers):
+    for layer in layers:
+        yield layer
+        yield from _layers(getattr(layer, "layers", ()))
+
+
+def test_the_bench_readme_shows_the_rungs_of_the_searches_with_silu_and_with_5x5_kernels():
+    from space.io import load
+
+    r = ROOT / "bench" / "records"
+    bench = (ROOT / "bench" / "README.md").read_text()
+    folder = r / "search_cpu_silu_seed1"
+    assert (folder / "space.yaml").read_text() == "act: silu\n"
+    lines = _quoted_rungs(folder, 5000, "--agree")
+    assert len(lines) == 7 and sum("against" in line for line in lines) == 3
+    _assert_quoted_search_lines(folder / "budget-5000" / "search.out", bench)
+    acts = [layer.fn for layer in _layers(load(folder / "budget-5000" / "best.yaml").layers) if layer.kind == "act"]
+    assert acts and set(acts) == {"silu"}
+
+    folder = r / "search_cpu_k5_seed1"
+    assert (folder / "space.yaml").read_text() == "kernel: {choices: [3, 5]}\n"
+    lines = _quoted_rungs(folder, 5000, "--family", "arch.kernel", "--agree")
+    assert len(lines) == 11 and "arch.kernel: 5 in 231 of 281 (82%)" in lines[1]
+    assert float(lines[4].split("correlation ")[1].split()[0]) < 0.1   # rung 0 did not foretell rung 1
+    _assert_quoted_search_lines(folder / "budget-5000" / "search.out", bench)
+    convs = [layer for layer in _layers(load(folder / "budget-5000" / "best.yaml").layers)
+             if layer.kind in ("conv", "sepconv") and layer.k > 1]
+    assert convs and {layer.k for layer in convs} == {5}

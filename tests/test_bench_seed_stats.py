@@ -379,3 +379,24 @@ def test_the_bench_readme_shows_what_the_records_give_for_the_5000_searches_of_a
         assert [p["seed"] for p in spec.info["test"]["per_seed"]] == [s, s + 1, s + 2]
         for p in spec.info["test"]["per_seed"]:
             assert f"    seed {p['seed']}: test accuracy {100 * p['acc']:.2f}% ({p['train_seconds']}s)\n" in bench
+
+
+# the searches of one search seed: 5x5 kernels offered, and SiLU, against the default space's
+@pytest.mark.parametrize("arm", ["k5", "silu"])
+def test_the_bench_readme_shows_what_the_records_give_for_a_5000_search_of_one_seed_against_its_base(arm):
+    from space.analysis import count_params
+    from space.io import load
+
+    r = ROOT / "bench" / "records"
+    folder, base = r / f"search_cpu_{arm}_seed1", r / "search_cpu_explore_seed1"
+    out = _run("--pairs", "--group", f"{arm}_seed1", folder / "budget-5000" / "best.test.json",
+               "--group", "explore_seed1", base / "budget-5000" / "best.test.json")
+    assert out.returncode == 0, out.stderr
+    bench = (ROOT / "bench" / "README.md").read_text()
+    for line in out.stdout.splitlines():
+        assert f"    {line}\n" in bench, line
+    spec = load(folder / "budget-5000" / "best.yaml")
+    assert count_params(spec) <= 5000 and spec.info["search"]["rung"] == 3 and spec.info["search"]["seed"] == 1
+    assert [p["seed"] for p in spec.info["test"]["per_seed"]] == [1, 2, 3]
+    for p in spec.info["test"]["per_seed"]:
+        assert f"    seed {p['seed']}: test accuracy {100 * p['acc']:.2f}% ({p['train_seconds']}s)\n" in bench
