@@ -242,6 +242,7 @@ def sample_recipe(trial: TrialLike, space: SearchSpace, epochs: int, seed: int) 
     kw["batch_size"] = _pick(trial, "train.batch_size", space["batch_size"])
     kw["label_smoothing"] = _pick(trial, "train.label_smoothing", space["label_smoothing"])
     kw["grad_clip"] = _pick(trial, "train.grad_clip", space["grad_clip"])
+    kw["ema"] = _pick(trial, "train.ema", space["ema"])
     aug = {name: _pick(trial, f"aug.{name}", space[name])
            for name in ("rotate", "translate", "scale", "shear", "crop_p", "erase_p")}
     aug["fill"] = _pick(trial, "aug.fill", space["rotate_fill"])

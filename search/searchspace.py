@@ -64,6 +64,7 @@ _ENTRIES: dict[str, tuple[Any, tuple[Any, ...] | None, tuple[float, float] | Non
     "batch_size": ({"choices": [64, 128, 256]}, None, (1, 8192)),
     "label_smoothing": ({"low": 0.0, "high": 0.1}, None, (0.0, 0.5)),
     "grad_clip": (0.0, None, (0.0, 100.0)),
+    "ema": (0.0, None, (0.0, 0.9999)),                            # decay per step of the weight average, 0 = off
     "rotate": ({"low": 0.0, "high": 15.0}, None, (0.0, 180.0)),
     "translate": ({"low": 0.0, "high": 0.1}, None, (0.0, 0.5)),
     "scale": ({"low": 0.0, "high": 0.15}, None, (0.0, 0.9)),

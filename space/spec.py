@@ -71,7 +71,7 @@ ANNEALS = ("cos", "linear")               # onecycle's annealing
 INITS = ("default", "kaiming", "xavier")  # recipe.init: torch's layer defaults, or nn.init's schemes
 # recipe fields written out only when they differ from their default, so that specs made before them dump as before
 _QUIET = ("milestones", "factor", "patience", "div_factor", "final_div_factor", "three_phase", "anneal",
-          "cycle_momentum", "init")
+          "cycle_momentum", "init", "ema")
 
 
 @dataclass(frozen=True)
@@ -164,6 +164,7 @@ class Recipe:
     epochs: int = 20
     label_smoothing: float = 0.0
     grad_clip: float = 0.0         # max gradient norm, 0 = off
+    ema: float = 0.0               # decay per step of a moving average of the weights, evaluated and kept; 0 = off
     seed: int = 0
     augment: Augment = field(default_factory=Augment)
 
@@ -199,6 +200,7 @@ class Recipe:
         check_int(self, "epochs", 1)
         check_float(self, "label_smoothing", 0.0, 1.0, hi_open=True)
         check_float(self, "grad_clip", 0.0)
+        check_float(self, "ema", 0.0, 1.0, hi_open=True)
         check_int(self, "seed", 0)
         if not isinstance(self.augment, Augment):
             raise SpecError(f"augment must be a mapping of augmentation strengths, got {self.augment!r}")

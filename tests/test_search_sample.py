@@ -258,3 +258,16 @@ def test_a_space_file_can_search_the_new_schedulers_inits_and_crops(tmp_path):
         assert 0.3 <= r.augment.crop_scale[0] <= 0.9 or not r.augment.resized_crop
     for trial, spec in got[:20]:
         assert sample(optuna.trial.FixedTrial(trial.params), space, 20_000, epochs=10) == spec
+
+
+def test_the_weight_average_is_off_and_unsampled_by_default_and_searched_when_a_space_file_opens_it(tmp_path):
+    for trial, spec in _sampled(5_000, 10):
+        if spec is not None:
+            assert spec.recipe.ema == 0.0 and "train.ema" not in trial.params
+    f = tmp_path / "space.yaml"
+    f.write_text("ema: {choices: [0.0, 0.99, 0.999]}\n")
+    got = [(t, s) for t, s in _sampled(5_000, 30, seed=1, space=load_space(f)) if s is not None]
+    assert {s.recipe.ema for _, s in got} == {0.0, 0.99, 0.999}
+    assert all(t.params["train.ema"] == s.recipe.ema for t, s in got)
+    with pytest.raises(SpecError, match="ema"):
+        space_from_dict({"ema": 1.0})

@@ -42,6 +42,7 @@ def _fit(data, recipe, **kw):
      "label_smoothing": 0.1, "batch_size": 100},  # 4,000 images: no partial batch
     {"optimizer": "adam", "lr": 0.002, "scheduler": "cosine", "batch_size": 96,
      "augment": Augment(rotate=10, translate=0.1, scale=0.1, shear=5, erase_p=0.2)},
+    {"lr": 0.05, "ema": 0.99},  # the weight average: part of the captured step
 ])
 def test_both_epochs_learn_on_cuda(data, graphs, recipe):
     r = dataclasses.replace(SPEC.recipe, epochs=4, **recipe)

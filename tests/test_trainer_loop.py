@@ -116,8 +116,8 @@ def test_the_same_seed_gives_the_same_metrics_and_another_seed_does_not(spec, da
     (dict(optimizer="sgd", momentum=0.9, nesterov=True, lr=0.05, scheduler="step", step_size=1, gamma=0.5,
           label_smoothing=0.1, grad_clip=0.5), 300),  # batch 64: 4 full batches and one of 44
     (dict(optimizer="adamw", lr=0.001, weight_decay=0.01, scheduler="onecycle"), 257),  # 4 full, a lone image left out
-    (dict(optimizer="adam", lr=0.002, scheduler="cosine", batch_size=50), 300),  # full batches only
-], ids=["sgd-step-partial", "adamw-onecycle-lone", "adam-cosine-full"])
+    (dict(optimizer="adam", lr=0.002, scheduler="cosine", batch_size=50, ema=0.9), 300),  # full batches only
+], ids=["sgd-step-partial", "adamw-onecycle-lone", "adam-cosine-full-ema"])
 def test_the_graphed_steps_give_the_eager_epochs_result_on_the_cpu(spec, data, recipe, n):
     # on the CPU graphs=True runs the steps a CUDA graph captures (batch by step number, rates from a tensor,
     # trainer.optim's update), uncaptured and with the eager epoch's random draws: since trainer.step, the one

@@ -1,7 +1,8 @@
 """Checkpoints of a run between epochs: enough to go on and get the result of an uninterrupted run.
 
-A checkpoint holds the model, the optimizer and scheduler states, every random
-state the run draws from and the metrics so far, with the recipe, epoch count
+A checkpoint holds the model, its weight average (if the recipe keeps one), the
+optimizer and scheduler states, every random state the run draws from and the
+metrics so far, with the recipe, epoch count
 and precision it was made for; it is written atomically (a temporary file, then a
 rename) and read with ``weights_only=True`` (no code runs on loading).
 """
@@ -17,6 +18,7 @@ import torch
 from torch import nn
 
 from space.spec import Recipe
+from trainer.ema import Ema
 
 __all__ = ["FORMAT", "save", "restore"]
 
@@ -45,13 +47,14 @@ def _recipe_key(r: Recipe) -> dict[str, Any]:
 
 def save(path: Path, *, epoch: int, epochs: int, recipe: Recipe, model: nn.Module, opt: torch.optim.Optimizer,
          sched: Scheduler | None, gen: torch.Generator, device: torch.device, precision: str,
-         history: list[dict[str, float]]) -> None:
+         history: list[dict[str, float]], ema: Ema | None = None) -> None:
     """Write the run's state after ``epoch`` of ``epochs`` to ``path``, atomically."""
     state = {
         "format": FORMAT, "epoch": epoch, "epochs": epochs, "recipe": _recipe_key(recipe),
         "model": model.state_dict(), "optimizer": opt.state_dict(),
         "scheduler": sched.state_dict() if sched is not None else {},
         "rng": _rng_state(gen, device), "history": history, "precision": precision,
+        "ema": ema.state_dict() if ema is not None else {},
     }
     tmp = path.with_name(f".{path.name}.tmp")
     torch.save(state, tmp)
@@ -60,7 +63,7 @@ def save(path: Path, *, epoch: int, epochs: int, recipe: Recipe, model: nn.Modul
 
 def restore(path: str | os.PathLike[str], *, epochs: int, recipe: Recipe, model: nn.Module,
             opt: torch.optim.Optimizer, sched: Scheduler | None, gen: torch.Generator, device: torch.device,
-            precision: str) -> tuple[list[dict[str, float]], int]:
+            precision: str, ema: Ema | None = None) -> tuple[list[dict[str, float]], int]:
     """Load ``path`` into the model, optimizer, scheduler and random states: (the metrics so far, the next epoch).
 
     A file that is not such a checkpoint, or one made for another recipe, epoch count or precision, is a
@@ -78,5 +81,7 @@ def restore(path: str | os.PathLike[str], *, epochs: int, recipe: Recipe, model:
     opt.load_state_dict(state["optimizer"])
     if sched is not None:
         sched.load_state_dict(state["scheduler"])
+    if ema is not None:
+        ema.load_state_dict(state["ema"])
     _set_rng_state(state["rng"], gen, device)
     return [dict(m) for m in state["history"]], state["epoch"] + 1

@@ -54,6 +54,7 @@ from trainer.device import (
     resolve_device,
     resolve_precision,
 )
+from trainer.ema import Ema
 from trainer.step import Epoch, autocast, norm_of, prepare, sched_step, steps_per_epoch
 
 __all__ = ["FitResult", "Evaluation", "fit", "evaluate", "resolve_device", "resolve_precision", "cpu_threads",
@@ -234,7 +235,10 @@ def fit(model: nn.Module, data: Splits | Split, recipe: Recipe, device: str | to
     ``fit`` neither builds nor initialises the model: seed and build it first
     (``torch.manual_seed(recipe.seed); build(spec)``).  It seeds shuffling,
     augmentation and dropout from ``recipe.seed``.  The model is moved to the
-    device (and to channels_last) in place and left in train mode.
+    device (and to channels_last) in place and left in train mode.  With
+    ``recipe.ema`` (:mod:`trainer.ema`) each epoch's evaluation measures the
+    moving average of the weights, and a run that ends "ok" leaves the model
+    holding it.
     """
     t_start = time.perf_counter()
     dev = resolve_device(device)
@@ -271,6 +275,7 @@ def fit(model: nn.Module, data: Splits | Split, recipe: Recipe, device: str | to
     gen = torch.Generator(device=dev).manual_seed(recipe.seed)  # shuffling and augmentation
     steps = steps_per_epoch(len(train), recipe.batch_size)
     opt = _optimizer(model.parameters(), recipe)
+    ema = Ema(model, recipe.ema) if recipe.ema else None
     validated = isinstance(data, Splits)
     sched, per_batch = _scheduler(opt, recipe, total, steps, validated=validated)
     plateau = sched if isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau) else None
@@ -278,14 +283,14 @@ def fit(model: nn.Module, data: Splits | Split, recipe: Recipe, device: str | to
     start = 1
     if resume is not None:
         history, start = ckpt_io.restore(resume, epochs=total, recipe=recipe, model=model, opt=opt, sched=sched,
-                                         gen=gen, device=dev, precision=prec)
+                                         gen=gen, device=dev, precision=prec, ema=ema)
     ckpt = Path(checkpoint) if checkpoint is not None else None
 
     capture = dev.type == "cuda" and (graphs is None or graphs)
     eager = eager_reason(recipe) if capture else ""
     capture = capture and not eager
     one_epoch = Epoch(fwd, model, opt, sched if per_batch else None, recipe, gen, channels_last=channels_last,
-                      precision=prec, progress=progress, capture=capture)
+                      precision=prec, progress=progress, capture=capture, ema=ema)
     status, message = "ok", ""
     try:
         for epoch in range(start, total + 1):
@@ -309,7 +314,7 @@ def fit(model: nn.Module, data: Splits | Split, recipe: Recipe, device: str | to
             }
             if held is not None:
                 model.eval()
-                v_loss, v_correct = _evaluate(fwd, held, dev, channels_last, prec,
+                v_loss, v_correct = _evaluate(fwd if ema is None else ema.module, held, dev, channels_last, prec,
                                                _eval_batch(dev, eval_batch_size))
                 val_loss, val_correct = torch.stack([v_loss, v_correct.float()]).tolist()
                 if not math.isfinite(val_loss):
@@ -325,7 +330,7 @@ def fit(model: nn.Module, data: Splits | Split, recipe: Recipe, device: str | to
             history.append(metrics)
             if ckpt is not None:
                 ckpt_io.save(ckpt, epoch=epoch, epochs=total, recipe=recipe, model=model, opt=opt, sched=sched,
-                             gen=gen, device=dev, precision=prec, history=history)
+                             gen=gen, device=dev, precision=prec, history=history, ema=ema)
             if report is not None:
                 report(epoch, dict(metrics))
     except torch.OutOfMemoryError as e:
@@ -334,6 +339,8 @@ def fit(model: nn.Module, data: Splits | Split, recipe: Recipe, device: str | to
         torch.set_num_threads(threads_before)
         torch.backends.cudnn.benchmark = benchmark_before
         model.train()
+    if ema is not None and status == "ok":
+        model.load_state_dict(ema.module.state_dict())  # the run's result is the average
     if status == "oom":  # the exception and its frames are gone now: give the memory back
         model.zero_grad(set_to_none=True)
         opt.state.clear()

@@ -2,10 +2,11 @@
 
 One function, :meth:`Epoch.step`, trains on one batch: gather, augment,
 forward (under bf16 autocast or not), backward, clip, update
-(:mod:`trainer.optim`), add to the metric sums, and nothing read back to the
-host.  Capture is a switch: with ``capture=True`` (CUDA) the step of a full
-batch is captured once as a CUDA graph and replayed; with ``capture=False``
-the very same step is called from Python.  So the CPU tests run exactly the
+(:mod:`trainer.optim`), move the weight average (:mod:`trainer.ema`, when the
+recipe has one), add to the metric sums, and nothing read back to the host.
+Capture is a switch: with ``capture=True`` (CUDA) the step of a full batch is
+captured once as a CUDA graph and replayed; with ``capture=False`` the very
+same step is called from Python.  So the CPU tests run exactly the
 code that the GPU replays.
 """
 
@@ -23,6 +24,7 @@ from torch import nn
 from space.spec import Recipe
 from trainer.augment import augment
 from trainer.data import Split
+from trainer.ema import Ema
 from trainer.optim import check_supported, init_state, update
 
 __all__ = ["Epoch", "prepare", "norm_of", "autocast", "steps_per_epoch"]
@@ -90,11 +92,11 @@ class Epoch:
 
     def __init__(self, fwd: nn.Module, model: nn.Module, opt: torch.optim.Optimizer, batch_sched: Scheduler | None,
                  recipe: Recipe, gen: torch.Generator, *, channels_last: bool, precision: str,
-                 progress: Progress | None, capture: bool) -> None:
+                 progress: Progress | None, capture: bool, ema: Ema | None = None) -> None:
         check_supported(opt)  # before any work: an optimizer trainer.optim does not implement is refused here
         self.fwd, self.model, self.opt, self.batch_sched, self.recipe = fwd, model, opt, batch_sched, recipe
         self.channels_last, self.precision, self.progress, self.capture = channels_last, precision, progress, capture
-        self.gen = gen
+        self.gen, self.ema = gen, ema
         self.aug_gen = None if capture else gen
         self.params = list(opt.param_groups[0]["params"])
         self.graph: torch.cuda.CUDAGraph | None = None
@@ -130,6 +132,8 @@ class Epoch:
             nn.utils.clip_grad_norm_(self.params, r.grad_clip, foreach=True)
         grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in self.params]  # unused: zero
         update(self.opt, grads, lr)
+        if self.ema is not None:
+            self.ema.update(self.model)
         self.loss_sum += loss.detach() * len(idx)
         self.correct += (logits.detach().argmax(1) == y).sum()
         return loss.detach()
@@ -149,6 +153,7 @@ class Epoch:
         dev = self.perm.device
         model_state = {k: v.clone() for k, v in self.model.state_dict().items()}
         opt_state = [{k: v.clone() for k, v in self.opt.state[p].items()} for p in self.params]
+        ema_state = [t.clone() for t in self.ema.tensors()] if self.ema is not None else []
         side = torch.cuda.Stream(dev)
         side.wait_stream(torch.cuda.current_stream(dev))
         with torch.cuda.stream(side):
@@ -165,6 +170,9 @@ class Epoch:
             for p, saved in zip(self.params, opt_state, strict=True):
                 for k, v in saved.items():
                     self.opt.state[p][k].copy_(v)
+            if self.ema is not None:
+                for t, saved_t in zip(self.ema.tensors(), ema_state, strict=True):
+                    t.copy_(saved_t)
         self.graph = graph
 
     def train(self, data: Split, steps: int,
