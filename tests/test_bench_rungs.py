@@ -359,22 +359,25 @@ def _silu_only(layers) -> bool:
     return {layer.fn for layer in _layers(layers) if layer.kind == "act"} == {"silu"}
 
 
-# the searches with the activation before BatchNorm, and with SiLU: the space file each ran with, and
-# what it asked for in their exports
-@pytest.mark.parametrize("arm, space, holds", [("actbn", "bn_order: act_bn\n", _bn_after_act),
-                                               ("silu", "act: silu\n", _silu_only)])
-def test_the_bench_readme_shows_the_rungs_of_the_5000_searches_of_a_space_file(arm, space, holds):
+# the searches with the activation before BatchNorm, with SiLU and with the weight average: the space file
+# each ran with, and what it asked for in their exports
+@pytest.mark.parametrize("arm, space, holds, seeds", [
+    ("actbn", "bn_order: act_bn\n", lambda spec: _bn_after_act(spec.layers), (1, 2)),
+    ("silu", "act: silu\n", lambda spec: _silu_only(spec.layers), (0, 1, 2)),
+    ("ema", "ema: 0.999\n", lambda spec: spec.recipe.ema == 0.999, (0,)),
+])
+def test_the_bench_readme_shows_the_rungs_of_the_5000_searches_of_a_space_file(arm, space, holds, seeds):
     from space.io import load
 
     r = ROOT / "bench" / "records"
     bench = (ROOT / "bench" / "README.md").read_text()
-    for s in (1, 2):
+    for s in seeds:
         folder = r / f"search_cpu_{arm}_seed{s}"
         assert (folder / "space.yaml").read_text() == space
         lines = _quoted_rungs(folder, 5000, "--agree")
         assert len(lines) == 7 and sum("against" in line for line in lines) == 3
         _assert_quoted_search_lines(folder / "budget-5000" / "search.out", bench)
-        assert holds(load(folder / "budget-5000" / "best.yaml").layers)
+        assert holds(load(folder / "budget-5000" / "best.yaml"))
 
 
 def test_the_bench_readme_shows_the_rungs_of_the_search_offering_5x5_kernels():

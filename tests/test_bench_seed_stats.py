@@ -382,3 +382,46 @@ def test_the_bench_readme_shows_what_the_records_give_for_the_5000_searches_of_a
         for p in spec.info["test"]["per_seed"]:
             assert f"    seed {p['seed']}: test accuracy {100 * p['acc']:.2f}% ({p['train_seconds']}s)\n" in bench
 
+
+
+def test_the_bench_readme_shows_what_the_records_give_for_the_seed_0_searches_with_silu_and_the_weight_average():
+    from space.analysis import count_params
+    from space.io import load
+
+    r = ROOT / "bench" / "records"
+    groups = [("seed0", r / "search_cpu_time60"), ("silu_seed0", r / "search_cpu_silu_seed0"),
+              ("ema_seed0", r / "search_cpu_ema_seed0")]
+    out = _run(*(x for name, folder in groups for x in ("--group", name, folder / "budget-5000" / "best.test.json")))
+    assert out.returncode == 0, out.stderr
+    bench = (ROOT / "bench" / "README.md").read_text()
+    for line in out.stdout.splitlines():
+        assert f"    {line}\n" in bench, line
+    for _, folder in groups[1:]:
+        spec = load(folder / "budget-5000" / "best.yaml")
+        assert count_params(spec) <= 5000 and spec.info["search"]["rung"] == 3 and spec.info["search"]["seed"] == 0
+        assert [p["seed"] for p in spec.info["test"]["per_seed"]] == [0, 1, 2]
+        for p in spec.info["test"]["per_seed"]:
+            assert f"    seed {p['seed']}: test accuracy {100 * p['acc']:.2f}% ({p['train_seconds']}s)\n" in bench
+
+
+def test_the_bench_readme_shows_the_weight_average_added_to_two_exports_and_nothing_else_changed():
+    import dataclasses
+
+    from space.io import load
+
+    r = ROOT / "bench" / "records"
+    pairs = [("hour_5000", r / "search_cpu_time60" / "budget-5000", r / "ema_retrain" / "time60_5000"),
+             ("silu_seed1", r / "search_cpu_silu_seed1" / "budget-5000", r / "ema_retrain" / "silu_seed1_5000")]
+    out = _run(*(x for name, plain, ema in pairs for x in ("--group", f"{name}_ema", ema / "best.test.json",
+                                                            "--group", name, plain / "best.test.json")), "--pairs")
+    assert out.returncode == 0, out.stderr
+    bench = (ROOT / "bench" / "README.md").read_text()
+    for line in out.stdout.splitlines():
+        assert f"    {line}\n" in bench, line
+    for _, plain, ema in pairs:
+        a, b = load(plain / "best.yaml"), load(ema / "best.yaml")
+        assert b.recipe.ema == 0.999 and dataclasses.replace(b.recipe, ema=0.0) == a.recipe and b.layers == a.layers
+        seeds = [p["seed"] for p in a.info["test"]["per_seed"]]
+        assert [p["seed"] for p in b.info["test"]["per_seed"]] == seeds     # the same seeds, paired
+        for p in b.info["test"]["per_seed"]:
+            assert f"    seed {p['seed']}: test accuracy {100 * p['acc']:.2f}% ({p['train_seconds']}s)\n" in bench
