@@ -139,3 +139,18 @@ def test_ema_is_written_only_when_it_is_on_and_reads_back():
     on = from_dict(TINY | {"recipe": TINY["recipe"] | {"ema": 0.99}})
     assert "ema: 0.99" in dumps(on)
     assert loads(dumps(on)).recipe.ema == 0.99
+
+
+def test_a_checkpoint_from_before_the_field_existed_resumes_as_made_without_an_average(spec, data, tmp_path):
+    r = dataclasses.replace(spec.recipe, epochs=2)
+    _, whole = _fit(spec, data, r)
+    ckpt = tmp_path / "old.pt"
+    with pytest.raises(Stop):
+        _fit(spec, data, r, checkpoint=ckpt, report=stop_after(1))
+    state = torch.load(ckpt, weights_only=True)
+    del state["recipe"]["ema"], state["ema"]  # as written before recipe.ema
+    torch.save(state, ckpt)
+    _, resumed = _fit(spec, data, r, resume=ckpt)
+    assert _untimed(resumed.epochs) == _untimed(whole.epochs)
+    with pytest.raises(ValueError, match="another recipe"):
+        _fit(spec, data, dataclasses.replace(r, ema=0.9), resume=ckpt)

@@ -67,12 +67,14 @@ def restore(path: str | os.PathLike[str], *, epochs: int, recipe: Recipe, model:
     """Load ``path`` into the model, optimizer, scheduler and random states: (the metrics so far, the next epoch).
 
     A file that is not such a checkpoint, or one made for another recipe, epoch count or precision, is a
-    ValueError (a checkpoint from before precisions were recorded is taken as it is).
+    ValueError (a checkpoint from before precisions were recorded is taken as it is, and one from before a
+    recipe field existed is read as made with that field's default).
     """
     state = torch.load(path, map_location="cpu", weights_only=True)  # RNG states must stay on the CPU
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise ValueError(f"{path}: not a checkpoint of this trainer")
-    if state["recipe"] != _recipe_key(recipe) or state["epochs"] != epochs:
+    saved = _recipe_key(Recipe()) | state["recipe"]  # a field added since the file was made: its default
+    if saved != _recipe_key(recipe) or state["epochs"] != epochs:
         raise ValueError(f"{path}: the checkpoint was made with another recipe or epoch count")
     if state.get("precision", precision) != precision:
         raise ValueError(f"{path}: the checkpoint was made in {state['precision']}, not {precision}: "
