@@ -57,17 +57,17 @@ def test_the_average_moves_by_the_warmed_up_decay_and_copies_integer_buffers():
         net[0].weight.fill_(12.0)
         net[1].running_mean.fill_(15.0)
         net[1].num_batches_tracked.fill_(7)
-    ema.update(net)  # t = 1: d = min(0.5, 2 / 11)
+    ema.update()  # t = 1: d = min(0.5, 2 / 11)
     d = 2 / 11
     assert ema.module[0].weight[0, 0].item() == pytest.approx(d * 1 + (1 - d) * 12)
     assert ema.module[1].running_mean[0].item() == pytest.approx(d * 4 + (1 - d) * 15)
     assert ema.module[1].num_batches_tracked.item() == 7
     for _ in range(20):  # (1 + t) / (10 + t) passes 0.5 at t = 8: from then on d = 0.5
-        ema.update(net)
+        ema.update()
     before = ema.module[0].weight[0, 0].item()
     with torch.no_grad():
         net[0].weight.fill_(0.0)
-    ema.update(net)
+    ema.update()
     assert ema.t.item() == 22
     assert ema.module[0].weight[0, 0].item() == pytest.approx(0.5 * before)
     assert net[0].weight[0, 0].item() == 0.0  # the model is read, never written
@@ -77,7 +77,7 @@ def test_the_average_is_a_copy_that_takes_no_gradients_and_round_trips_its_state
     net = _net()
     ema = Ema(net, 0.9)
     assert all(not p.requires_grad for p in ema.module.parameters()) and not ema.module.training
-    ema.update(net)
+    ema.update()
     other = Ema(_net(), 0.9)
     other.load_state_dict(ema.state_dict())
     assert other.t.item() == 1

@@ -29,7 +29,11 @@ __all__ = ["Ema"]
 
 
 class Ema:
-    """The moving average of ``model`` with ``decay`` per step; ``module`` is a copy of the model holding it."""
+    """The moving average of ``model`` with ``decay`` per step; ``module`` is a copy of the model holding it.
+
+    The tensors of both are paired once, here, so make it once the model is on its device: :meth:`update`
+    then reads the model's own tensors, which training and ``load_state_dict`` change in place.
+    """
 
     def __init__(self, model: nn.Module, decay: float) -> None:
         if not 0.0 < decay < 1.0:
@@ -38,30 +42,22 @@ class Ema:
         self.module = copy.deepcopy(model).eval().requires_grad_(False)
         for p in self.module.parameters():
             p.grad = None
-        device = next(iter(model.parameters()), torch.zeros(())).device
+        avg = [*self.module.parameters(), *self.module.buffers()]
+        pairs = list(zip(avg, [*model.parameters(), *model.buffers()], strict=True))
+        self._avg_f = [a for a, _ in pairs if a.is_floating_point()]
+        self._cur_f = [c for a, c in pairs if a.is_floating_point()]
+        self._others = [(a, c) for a, c in pairs if not a.is_floating_point()]  # the batch counts: copied
+        device = avg[0].device if avg else torch.device("cpu")
         self.t = torch.zeros((), device=device)  # steps averaged so far (float32: it feeds the decay)
 
-    def _pairs(self, model: nn.Module) -> tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor],
-                                                   list[torch.Tensor]]:
-        """(average, model) floating-point tensors, then (average, model) other tensors, in matching order."""
-        avg = [*self.module.parameters(), *self.module.buffers()]
-        cur = [*model.parameters(), *model.buffers()]
-        if len(avg) != len(cur):
-            raise ValueError("the model's parameters and buffers differ from those the average was made of")
-        floats = [i for i, a in enumerate(avg) if a.is_floating_point()]
-        others = [i for i, a in enumerate(avg) if not a.is_floating_point()]
-        return ([avg[i] for i in floats], [cur[i].detach() for i in floats],
-                [avg[i] for i in others], [cur[i].detach() for i in others])
-
     @torch.no_grad()
-    def update(self, model: nn.Module) -> None:
-        """Move the average one step towards ``model``'s weights and buffers (no host sync)."""
-        avg_f, cur_f, avg_o, cur_o = self._pairs(model)
+    def update(self) -> None:
+        """Move the average one step towards the model's weights and buffers (no host sync)."""
         self.t += 1
         d = torch.clamp((1 + self.t) / (10 + self.t), max=self.decay)  # 0-d, on the device
-        torch._foreach_mul_(avg_f, d)
-        torch._foreach_add_(avg_f, torch._foreach_mul(cur_f, 1 - d))
-        for a, c in zip(avg_o, cur_o, strict=True):
+        torch._foreach_mul_(self._avg_f, d)
+        torch._foreach_add_(self._avg_f, torch._foreach_mul(self._cur_f, 1 - d))
+        for a, c in self._others:
             a.copy_(c)
 
     def tensors(self) -> list[torch.Tensor]:

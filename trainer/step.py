@@ -133,7 +133,7 @@ class Epoch:
         grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in self.params]  # unused: zero
         update(self.opt, grads, lr)
         if self.ema is not None:
-            self.ema.update(self.model)
+            self.ema.update()
         self.loss_sum += loss.detach() * len(idx)
         self.correct += (logits.detach().argmax(1) == y).sum()
         return loss.detach()
