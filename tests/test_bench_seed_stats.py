@@ -17,6 +17,12 @@ def _run(*args):
                           capture_output=True, text=True, timeout=60)
 
 
+def _assert_quoted_seed_lines(spec, bench):
+    """Each seed line results.evaluate printed for ``spec`` (from its test: section) is quoted in bench/README.md."""
+    for p in spec.info["test"]["per_seed"]:
+        assert f"    seed {p['seed']}: test accuracy {100 * p['acc']:.2f}% ({p['train_seconds']}s)\n" in bench
+
+
 def _against_earlier(arm, folder):
     """seed_stats for the hand-made network, then the earlier and ``arm`` exports of 10,000 and 5,000."""
     r = ROOT / "bench" / "records"
@@ -348,8 +354,7 @@ def test_the_bench_readme_shows_what_the_records_give_for_the_hour_searches_with
         spec = load(folder / "budget-5000" / "best.yaml")
         assert count_params(spec) <= 5000 and spec.info["search"]["rung"] == 3 and spec.info["search"]["seed"] == s
         assert [p["seed"] for p in spec.info["test"]["per_seed"]] == [s, s + 1, s + 2]
-        for p in spec.info["test"]["per_seed"]:
-            assert f"    seed {p['seed']}: test accuracy {100 * p['acc']:.2f}% ({p['train_seconds']}s)\n" in bench
+        _assert_quoted_seed_lines(spec, bench)
 
 
 # the searches with one trial in three at random against those before it; those offering separable stage
@@ -379,8 +384,7 @@ def test_the_bench_readme_shows_what_the_records_give_for_the_5000_searches_of_a
         assert count_params(spec) <= 5000 and spec.info["search"]["rung"] == 3 and spec.info["search"]["seed"] == s
         assert any(layer.kind == "sepconv" for layer in spec.layers) or arm != "open"
         assert [p["seed"] for p in spec.info["test"]["per_seed"]] == [s, s + 1, s + 2]
-        for p in spec.info["test"]["per_seed"]:
-            assert f"    seed {p['seed']}: test accuracy {100 * p['acc']:.2f}% ({p['train_seconds']}s)\n" in bench
+        _assert_quoted_seed_lines(spec, bench)
 
 
 
@@ -400,8 +404,7 @@ def test_the_bench_readme_shows_what_the_records_give_for_the_seed_0_searches_wi
         spec = load(folder / "budget-5000" / "best.yaml")
         assert count_params(spec) <= 5000 and spec.info["search"]["rung"] == 3 and spec.info["search"]["seed"] == 0
         assert [p["seed"] for p in spec.info["test"]["per_seed"]] == [0, 1, 2]
-        for p in spec.info["test"]["per_seed"]:
-            assert f"    seed {p['seed']}: test accuracy {100 * p['acc']:.2f}% ({p['train_seconds']}s)\n" in bench
+        _assert_quoted_seed_lines(spec, bench)
 
 
 def test_the_bench_readme_shows_the_weight_average_added_to_two_exports_and_nothing_else_changed():
@@ -423,5 +426,4 @@ def test_the_bench_readme_shows_the_weight_average_added_to_two_exports_and_noth
         assert b.recipe.ema == 0.999 and dataclasses.replace(b.recipe, ema=0.0) == a.recipe and b.layers == a.layers
         seeds = [p["seed"] for p in a.info["test"]["per_seed"]]
         assert [p["seed"] for p in b.info["test"]["per_seed"]] == seeds     # the same seeds, paired
-        for p in b.info["test"]["per_seed"]:
-            assert f"    seed {p['seed']}: test accuracy {100 * p['acc']:.2f}% ({p['train_seconds']}s)\n" in bench
+        _assert_quoted_seed_lines(b, bench)
