@@ -15,7 +15,7 @@ Parameter names are stable and hierarchical (``arch.stages``, ``s2.convs``,
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from search.searchspace import Dim, SearchSpace
@@ -83,6 +83,7 @@ class Shape:
     head: str
     min_channels: int
     widen: bool = False             # stages widened a channel at a time after the base width (fill_widths)
+    conv_bias: bool = True          # a bias on the convolutions BatchNorm follows (bn_act), which cancels it
 
 
 def sample_shape(trial: TrialLike, space: SearchSpace) -> Shape:
@@ -107,6 +108,7 @@ def sample_shape(trial: TrialLike, space: SearchSpace) -> Shape:
         head=_pick(trial, "arch.head", space["head"]),
         min_channels=space["min_channels"].value,
         widen=bool(_pick(trial, "arch.widen", space["widen"])),
+        conv_bias=bool(_pick(trial, "arch.conv_bias", space["conv_bias"])),
     )
 
 
@@ -124,8 +126,10 @@ def layers_for(shape: Shape, ch: tuple[int, ...], classes: int) -> tuple[Layer, 
     act = Act(shape.act)
     layers: list[Layer] = []
 
-    def block(conv: Layer) -> list[Layer]:
-        return [conv, act, BatchNorm()] if shape.bn_order == "act_bn" else [conv, BatchNorm(), act]
+    def block(conv: Conv | SepConv) -> list[Layer]:
+        if shape.bn_order == "act_bn":
+            return [conv, act, BatchNorm()]
+        return [conv if shape.conv_bias else replace(conv, bias=False), BatchNorm(), act]
 
     for i in range(shape.stages):
         c = ch[i]
@@ -140,7 +144,7 @@ def layers_for(shape: Shape, ch: tuple[int, ...], classes: int) -> tuple[Layer, 
         layers += block(opening)
         later: list[Layer] = []
         for _ in range(shape.convs[i] - 1):
-            conv: Layer = SepConv(c, k=k, pad=pad) if shape.types[i] == "sep" else Conv(c, k=k, pad=pad)
+            conv: Conv | SepConv = SepConv(c, k=k, pad=pad) if shape.types[i] == "sep" else Conv(c, k=k, pad=pad)
             later += block(conv)
         if later and shape.residual[i]:
             layers.append(Residual(tuple(later)))
@@ -292,7 +296,7 @@ def smallest_params(space: SearchSpace, classes: int = 10, input: tuple[int, int
                         growth=(1.0,) + (float(lows(space["growth"])),) * (stages - 1),
                         squeeze=(False,) * stages, residual=(False,) * stages, kernel=k, first_pad=pad,
                         dropout=0.0, act="relu", bn_order="bn_act", head=head,
-                        min_channels=space["min_channels"].value)
+                        min_channels=space["min_channels"].value, conv_bias=bool(lows(space["conv_bias"])))
                     try:
                         n = _params(shape, widths(shape, 1), classes, input)
                     except SpecError:

@@ -37,6 +37,7 @@ _ENTRIES: dict[str, tuple[Any, tuple[Any, ...] | None, tuple[float, float] | Non
     "dropout": ({"low": 0.0, "high": 0.15}, None, (0.0, 0.9)),
     "act": ("relu", ACTIVATIONS, None),
     "bn_order": ("bn_act", ("bn_act", "act_bn"), None),        # conv -> bn -> act, or conv -> act -> bn
+    "conv_bias": (True, (False, True), None),                   # a bias on the convs BatchNorm follows (it cancels it)
     "head": ({"choices": ["gap_linear", "gap_conv", "conv_gap"]}, ("gap_linear", "gap_conv", "conv_gap"), None),
     "fill": ({"low": 0.7, "high": 1.0}, None, (0.05, 1.0)),     # target share of the budget
     "min_channels": (4, None, (1, 64)),

@@ -57,7 +57,8 @@ def test_widen_fills_what_the_base_width_leaves_never_past_the_target():
     assert mean["plain"] < 0.93 and mean["wide"] > 0.97 and min(share["wide"]) > 0.9, mean
 
 
-_OPENED = [{}, {"widen": {"choices": [False, True]}}, {"open_type": {"choices": ["plain", "sep"]}}]
+_OPENED = [{}, {"widen": {"choices": [False, True]}}, {"open_type": {"choices": ["plain", "sep"]}},
+           {"conv_bias": {"choices": [False, True]}, "bn_order": {"choices": ["bn_act", "act_bn"]}}]
 
 
 @pytest.mark.parametrize("entries", _OPENED)
@@ -145,8 +146,51 @@ def test_bn_order_puts_batch_norm_after_the_activation_when_chosen(tmp_path):
         assert sum(p.numel() for p in build(spec).parameters()) == count_params(spec) <= 20_000
 
 
+def _flat(spec):  # the layers of a network, those of its residual blocks in their place
+    return [x for layer in spec.layers for x in (layer.layers if layer.kind == "residual" else (layer,))]
+
+
+def _biased(spec):  # (bias, what follows) of each convolution of the network
+    flat = _flat(spec)
+    return {(a.bias, b.kind) for a, b in zip(flat, flat[1:], strict=False) if a.kind in ("conv", "sepconv")}
+
+
+def test_conv_bias_false_drops_the_bias_batch_norm_cancels_and_spends_it_on_width():
+    budget = 5_000
+    kept = _sampled(budget, 100, seed=4)
+    dropped = _sampled(budget, 100, seed=4, space=space_from_dict({"conv_bias": False}))
+    wider = 0
+    for (tk, sk), (td, sd) in zip(kept, dropped, strict=True):
+        assert tk.params == td.params  # a fixed entry samples nothing: the same trials
+        if sk is None:
+            continue
+        assert _biased(sk) <= {(True, "bn"), (True, "gap")}
+        # only the head's 1x1 conv (not followed by BatchNorm) keeps its bias
+        assert _biased(sd) <= {(False, "bn"), (True, "gap")} and (False, "bn") in _biased(sd)
+        target = int(td.params["arch.fill"] * budget)
+        assert sum(p.numel() for p in build(sd).parameters()) == count_params(sd) <= target
+        ck = [layer.out for layer in sk.layers if layer.kind in ("conv", "sepconv")]
+        cd = [layer.out for layer in sd.layers if layer.kind in ("conv", "sepconv")]
+        assert len(ck) == len(cd) and all(d >= k for d, k in zip(cd, ck, strict=True))  # never narrower
+        wider += cd != ck
+    assert wider >= 5  # the parameters freed buy channels where they reach the base width's next step
+
+
+def test_conv_bias_stays_before_an_activation_that_batch_norm_follows():
+    space = space_from_dict({"conv_bias": False, "bn_order": "act_bn", "head": "gap_linear"})
+    specs = [s for _, s in _sampled(5_000, 20, seed=4, space=space) if s is not None]
+    assert specs
+    for spec in specs:
+        assert all(x.bias for x in _flat(spec) if x.kind in ("conv", "sepconv"))
+
+
+def test_smallest_network_of_the_space_counts_without_bias_when_the_space_allows_it():
+    assert smallest_params(space_from_dict({"conv_bias": False})) < smallest_params(space_from_dict())
+
+
 @pytest.mark.parametrize("text, needle", [
     ("nope: 3\n", "unknown search-space entry 'nope'"),
+    ("conv_bias: maybe\n", "conv_bias"),
     ("stages: {low: 3, high: 2}\n", "stages"),
     ("optimizer: {choices: [sgd, rmsprop]}\n", "optimizer"),
     ("lr: {low: 0, high: 0.1, log: true}\n", "lr"),
