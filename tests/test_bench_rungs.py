@@ -355,16 +355,24 @@ def _bn_after_act(layers) -> bool:
     return bool(bns) and all(kinds[i - 1] == "act" and kinds[i - 2] in ("conv", "sepconv") for i in bns)
 
 
+def _no_bias_before_bn(layers) -> bool:
+    flat = [x for layer in layers for x in (layer.layers if layer.kind == "residual" else (layer,))]
+    before = [a for a, b in zip(flat, flat[1:], strict=False) if b.kind == "bn"]
+    return bool(before) and not any(a.bias for a in before)
+
+
 def _silu_only(layers) -> bool:
     return {layer.fn for layer in _layers(layers) if layer.kind == "act"} == {"silu"}
 
 
-# the searches with the activation before BatchNorm, with SiLU and with the weight average: the space file
+# the searches with the activation before BatchNorm, with SiLU, with the weight average and without the bias
+# BatchNorm cancels: the space file
 # each ran with, and what it asked for in their exports
 @pytest.mark.parametrize("arm, space, holds, seeds", [
     ("actbn", "bn_order: act_bn\n", lambda spec: _bn_after_act(spec.layers), (1, 2)),
     ("silu", "act: silu\n", lambda spec: _silu_only(spec.layers), (0, 1, 2)),
     ("ema", "ema: 0.999\n", lambda spec: spec.recipe.ema == 0.999, (0,)),
+    ("nobias", "conv_bias: false\n", lambda spec: _no_bias_before_bn(spec.layers), (0, 1)),
 ])
 def test_the_bench_readme_shows_the_rungs_of_the_5000_searches_of_a_space_file(arm, space, holds, seeds):
     from space.io import load

@@ -407,6 +407,26 @@ def test_the_bench_readme_shows_what_the_records_give_for_the_seed_0_searches_wi
         _assert_quoted_seed_lines(spec, bench)
 
 
+def test_the_bench_readme_shows_what_the_records_give_for_the_searches_without_the_bias_batch_norm_cancels():
+    from space.analysis import count_params
+    from space.io import load
+
+    r = ROOT / "bench" / "records"
+    groups = [("nobias_seed0", r / "search_cpu_nobias_seed0"), ("seed0", r / "search_cpu_time60"),
+              ("nobias_seed1", r / "search_cpu_nobias_seed1"), ("explore_seed1", r / "search_cpu_explore_seed1")]
+    out = _run(*(x for name, folder in groups for x in ("--group", name, folder / "budget-5000" / "best.test.json")),
+               "--pairs")
+    assert out.returncode == 0, out.stderr
+    bench = (ROOT / "bench" / "README.md").read_text()
+    for line in out.stdout.splitlines():
+        assert f"    {line}\n" in bench, line
+    for s, (_, folder) in zip((0, 1), groups[::2], strict=True):
+        spec = load(folder / "budget-5000" / "best.yaml")
+        assert count_params(spec) <= 5000 and spec.info["search"]["rung"] == 3 and spec.info["search"]["seed"] == s
+        assert [p["seed"] for p in spec.info["test"]["per_seed"]] == [s, s + 1, s + 2]
+        _assert_quoted_seed_lines(spec, bench)
+
+
 def test_the_bench_readme_shows_the_weight_average_added_to_two_exports_and_nothing_else_changed():
     import dataclasses
 
