@@ -427,6 +427,33 @@ def test_the_bench_readme_shows_what_the_records_give_for_the_searches_without_t
         _assert_quoted_seed_lines(spec, bench)
 
 
+def test_the_bench_readme_shows_the_default_seed_export_re_trained_without_the_bias_and_nothing_else_changed():
+    import dataclasses
+
+    from space.analysis import count_params
+    from space.io import load
+
+    r = ROOT / "bench" / "records"
+    plain, dropped = r / "search_cpu_time60" / "budget-5000", r / "nobias_retrain" / "time60_5000"
+    out = _run("--group", "hour_5000_nobias", dropped / "best.test.json", "--group", "hour_5000",
+               plain / "best.test.json", "--pairs")
+    assert out.returncode == 0, out.stderr
+    bench = (ROOT / "bench" / "README.md").read_text()
+    for line in out.stdout.splitlines():
+        assert f"    {line}\n" in bench, line
+    a, b = load(plain / "best.yaml"), load(dropped / "best.yaml")
+    assert b.recipe == a.recipe and count_params(a) - count_params(b) == 95
+
+    def flat(spec):
+        return [x for layer in spec.layers for x in (layer.layers if layer.kind == "residual" else (layer,))]
+
+    changed = [(x, y) for x, y in zip(flat(a), flat(b), strict=True) if x != y]
+    assert len(changed) == 7 and all(x.bias and dataclasses.replace(x, bias=False) == y for x, y in changed)
+    seeds = [p["seed"] for p in a.info["test"]["per_seed"]]
+    assert [p["seed"] for p in b.info["test"]["per_seed"]] == seeds     # the same seeds, paired
+    _assert_quoted_seed_lines(b, bench)
+
+
 def test_the_bench_readme_shows_the_weight_average_added_to_two_exports_and_nothing_else_changed():
     import dataclasses
 
