@@ -13,6 +13,7 @@ from pathlib import Path
 import optuna
 import pytest
 from optuna.trial import TrialState, create_trial
+from space_helpers import flat_layers
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -343,12 +344,6 @@ def test_the_bench_readme_shows_the_rungs_of_the_searches_with_one_recipe_family
         _assert_quoted_search_lines(folder / "budget-5000" / "search.out", bench)
 
 
-def _layers(layers):
-    for layer in layers:
-        yield layer
-        yield from _layers(getattr(layer, "layers", ()))
-
-
 def _bn_after_act(layers) -> bool:
     kinds = [layer.kind for layer in layers]
     bns = [i for i, k in enumerate(kinds) if k == "bn"]
@@ -356,13 +351,13 @@ def _bn_after_act(layers) -> bool:
 
 
 def _no_bias_before_bn(layers) -> bool:
-    flat = [x for layer in layers for x in (layer.layers if layer.kind == "residual" else (layer,))]
+    flat = list(flat_layers(layers))
     before = [a for a, b in zip(flat, flat[1:], strict=False) if b.kind == "bn"]
     return bool(before) and not any(a.bias for a in before)
 
 
 def _silu_only(layers) -> bool:
-    return {layer.fn for layer in _layers(layers) if layer.kind == "act"} == {"silu"}
+    return {layer.fn for layer in flat_layers(layers) if layer.kind == "act"} == {"silu"}
 
 
 # the searches with the activation before BatchNorm, with SiLU, with the weight average and without the bias
@@ -397,6 +392,6 @@ def test_the_bench_readme_shows_the_rungs_of_the_search_offering_5x5_kernels():
     assert len(lines) == 11 and "arch.kernel: 5 in 231 of 281 (82%)" in lines[1]
     assert float(lines[4].split("correlation ")[1].split()[0]) < 0.1   # rung 0 did not foretell rung 1
     _assert_quoted_search_lines(folder / "budget-5000" / "search.out", (ROOT / "bench" / "README.md").read_text())
-    convs = [layer for layer in _layers(load(folder / "budget-5000" / "best.yaml").layers)
+    convs = [layer for layer in flat_layers(load(folder / "budget-5000" / "best.yaml").layers)
              if layer.kind in ("conv", "sepconv") and layer.k > 1]
     assert convs and {layer.k for layer in convs} == {5}

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from space_helpers import flat_layers
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -443,11 +444,8 @@ def test_the_bench_readme_shows_the_default_seed_export_re_trained_without_the_b
         assert f"    {line}\n" in bench, line
     a, b = load(plain / "best.yaml"), load(dropped / "best.yaml")
     assert b.recipe == a.recipe and count_params(a) - count_params(b) == 95
-
-    def flat(spec):
-        return [x for layer in spec.layers for x in (layer.layers if layer.kind == "residual" else (layer,))]
-
-    changed = [(x, y) for x, y in zip(flat(a), flat(b), strict=True) if x != y]
+    changed = [(x, y) for x, y in zip(flat_layers(a.layers), flat_layers(b.layers), strict=True)
+               if x != y and x.kind != "residual"]
     assert len(changed) == 7 and all(x.bias and dataclasses.replace(x, bias=False) == y for x, y in changed)
     seeds = [p["seed"] for p in a.info["test"]["per_seed"]]
     assert [p["seed"] for p in b.info["test"]["per_seed"]] == seeds     # the same seeds, paired

@@ -4,6 +4,7 @@ import optuna
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from space_helpers import flat_layers
 
 from search.sample import OverBudget, sample, smallest_params
 from search.searchspace import DEFAULT_SPACE, SearchSpace, load_space, space_from_dict
@@ -146,12 +147,8 @@ def test_bn_order_puts_batch_norm_after_the_activation_when_chosen(tmp_path):
         assert sum(p.numel() for p in build(spec).parameters()) == count_params(spec) <= 20_000
 
 
-def _flat(spec):  # the layers of a network, those of its residual blocks in their place
-    return [x for layer in spec.layers for x in (layer.layers if layer.kind == "residual" else (layer,))]
-
-
 def _biased(spec):  # (bias, what follows) of each convolution of the network
-    flat = _flat(spec)
+    flat = list(flat_layers(spec.layers))
     return {(a.bias, b.kind) for a, b in zip(flat, flat[1:], strict=False) if a.kind in ("conv", "sepconv")}
 
 
@@ -181,7 +178,7 @@ def test_conv_bias_stays_before_an_activation_that_batch_norm_follows():
     specs = [s for _, s in _sampled(5_000, 20, seed=4, space=space) if s is not None]
     assert specs
     for spec in specs:
-        assert all(x.bias for x in _flat(spec) if x.kind in ("conv", "sepconv"))
+        assert all(x.bias for x in flat_layers(spec.layers) if x.kind in ("conv", "sepconv"))
 
 
 def test_smallest_network_of_the_space_counts_without_bias_when_the_space_allows_it():
