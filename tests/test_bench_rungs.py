@@ -395,3 +395,19 @@ def test_the_bench_readme_shows_the_rungs_of_the_search_offering_5x5_kernels():
     convs = [layer for layer in flat_layers(load(folder / "budget-5000" / "best.yaml").layers)
              if layer.kind in ("conv", "sepconv") and layer.k > 1]
     assert convs and {layer.k for layer in convs} == {5}
+
+
+def test_the_bench_readme_shows_the_rungs_of_the_cross_budget_run_of_an_hour_per_budget():
+    journal = ROOT / "bench" / "records" / "search_cpu_budgets_hour" / "cnnsearch.log.gz"
+    bench = (ROOT / "bench" / "README.md").read_text()
+    ends = {}
+    for b, minutes in ((10000, 55), (5000, 62)):   # each study's share of the 110 minutes, as its plan line says
+        out = _run(journal, f"budget-{b}")
+        assert out.returncode == 0, out.stderr
+        lines = out.stdout.splitlines()
+        assert len(lines) == 4
+        for line in lines:
+            assert f"    {line}\n" in bench, line
+        ends[b] = float(lines[-1].split("done at ")[1].split()[0])
+        assert ends[b] <= minutes                       # the last rung done within the study's share
+    assert round(110 - ends[10000]) == 62               # the 5,000 study got what the 10,000 one left
