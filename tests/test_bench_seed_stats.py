@@ -35,6 +35,19 @@ def _against_earlier(arm, folder):
                 "--group", f"{arm}_5000", folder / "budget-5000" / "best.test.json")
 
 
+def _beside_narrowed(found_20000, folder):
+    """seed_stats --pairs: each budget's export (20,000: ``found_20000``; 10,000 and 5,000: from ``folder``)
+    beside the write-up's network, at 19,642 parameters and narrowed by hand to 9,958 and 4,725."""
+    r = ROOT / "bench" / "records"
+    n = r / "seed000_actbn_narrowed"
+    return _run("--group", "found_20000", found_20000,
+                "--group", "hand_made_19642", *sorted((r / "seed000_actbn_19642").glob("cpu-seeds*.json")),
+                "--group", "found_10000", folder / "budget-10000" / "best.test.json",
+                "--group", "hand_made_9958", n / "seed000_actbn_9958.cpu-seeds0-2.result.json",
+                "--group", "found_5000", folder / "budget-5000" / "best.test.json",
+                "--group", "hand_made_4725", n / "seed000_actbn_4725.cpu-seeds0-2.result.json", "--pairs")
+
+
 def test_pools_our_results_and_both_reference_formats(tmp_path):
     (tmp_path / "ours.json").write_text(json.dumps({"runs": [{"test_acc": a} for a in (0.9930, 0.9940, 0.9950)]}))
     (tmp_path / "ref0.json").write_text(json.dumps({"epochs": [{"test_accuracy": 0.9}, {"test_accuracy": 0.9920}]}))
@@ -261,12 +274,7 @@ def test_the_bench_readme_shows_what_the_records_give_for_the_searches_with_1000
 def test_the_readmes_show_each_budgets_export_beside_the_hand_made_network_narrowed_to_that_budget():
     r = ROOT / "bench" / "records"
     b, n = r / "search_cpu_budgets", r / "seed000_actbn_narrowed"
-    out = _run("--group", "found_20000", r / "search_cpu_default_20000" / "best.test.json",
-               "--group", "hand_made_19642", *sorted((r / "seed000_actbn_19642").glob("cpu-seeds*.json")),
-               "--group", "found_10000", b / "budget-10000" / "best.test.json",
-               "--group", "hand_made_9958", n / "seed000_actbn_9958.cpu-seeds0-2.result.json",
-               "--group", "found_5000", b / "budget-5000" / "best.test.json",
-               "--group", "hand_made_4725", n / "seed000_actbn_4725.cpu-seeds0-2.result.json", "--pairs")
+    out = _beside_narrowed(r / "search_cpu_default_20000" / "best.test.json", b)
     assert out.returncode == 0, out.stderr
     bench = (ROOT / "bench" / "README.md").read_text()
     for line in out.stdout.splitlines():
@@ -476,13 +484,8 @@ def test_the_bench_readme_shows_the_weight_average_added_to_two_exports_and_noth
 
 def test_the_readmes_show_the_cross_budget_run_of_an_hour_per_budget_beside_the_hand_made_and_the_single_hours():
     r = ROOT / "bench" / "records"
-    c, n, t = r / "search_cpu_budgets_hour", r / "seed000_actbn_narrowed", r / "search_cpu_time60"
-    against_hand = _run("--pairs", "--group", "found_20000", r / "search_cpu_default_0a53610" / "best.test.json",
-                        "--group", "hand_made_19642", *sorted((r / "seed000_actbn_19642").glob("cpu-seeds*.json")),
-                        "--group", "found_10000", c / "budget-10000" / "best.test.json",
-                        "--group", "hand_made_9958", n / "seed000_actbn_9958.cpu-seeds0-2.result.json",
-                        "--group", "found_5000", c / "budget-5000" / "best.test.json",
-                        "--group", "hand_made_4725", n / "seed000_actbn_4725.cpu-seeds0-2.result.json")
+    c, t = r / "search_cpu_budgets_hour", r / "search_cpu_time60"
+    against_hand = _beside_narrowed(r / "search_cpu_default_0a53610" / "best.test.json", c)
     against_hour = _run("--pairs", *(x for b in ("10000", "5000") for x in (
         "--group", f"cross_{b}", c / f"budget-{b}" / "best.test.json",
         "--group", f"hour_{b}", t / f"budget-{b}" / "best.test.json")))
